@@ -65,6 +65,23 @@ class ActionSpec:
             return actions
         return np.asarray(self.world_model_index, dtype=np.int64)[np.asarray(actions, dtype=np.int64)]
 
+    def encode(self, actions: np.ndarray, valid: np.ndarray | None = None) -> np.ndarray:
+        """The world model's action input: one-hot in world-model space (discrete) or the raw
+        vector (continuous), float32 with a trailing axis of world_model_dim.
+
+        `valid` (same leading shape, bool) zeroes the entries where it is False: the
+        pre-action of an episode's first frame is all zeros.
+        """
+        actions = np.asarray(actions)
+        if self.is_discrete:
+            ids = self.to_world_model(np.where(valid, actions, 0) if valid is not None else actions)
+            encoded = np.eye(self.world_model_dim, dtype=np.float32)[ids]
+        else:
+            encoded = actions.astype(np.float32, copy=True)
+        if valid is not None:
+            encoded *= np.asarray(valid, dtype=np.float32)[..., None]
+        return encoded
+
     def validate(self, actions: np.ndarray, where: str) -> None:
         """Raise SpecError naming `where` if any action lies outside this space."""
         actions = np.asarray(actions)

@@ -1,0 +1,7 @@
+"""Recorded episodes: the Episode type, datasets on disk, window sampling, collection."""
+
+from ditto.data.dataset import Dataset, DatasetWriter, EpisodeInfo, open_datasets
+from ditto.data.episode import Episode
+from ditto.data.sampler import WindowBatch, WindowSampler
+
+__all__ = ["Dataset", "DatasetWriter", "Episode", "EpisodeInfo", "WindowBatch", "WindowSampler", "open_datasets"]

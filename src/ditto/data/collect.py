@@ -1,0 +1,159 @@
+"""Recording episodes of an expert in a pixel env, into a dataset or just for their returns."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+from tqdm.auto import tqdm
+
+from ditto.data.dataset import Dataset, DatasetWriter
+from ditto.data.episode import Episode
+from ditto.envs import env_spec, make_env, make_vector_env
+from ditto.errors import DatasetError
+from ditto.experts import Expert, make_expert
+
+
+def run_episodes(env: gym.Env, expert: Expert, seeds: list[int]) -> Iterator[Episode]:
+    """One episode per seed, each begun with env.reset(seed=seed)."""
+    discrete = env.get_wrapper_attr("ditto_spec").action.is_discrete
+    for seed in seeds:
+        frame, _ = env.reset(seed=seed)
+        expert.reset(env)
+        frames, actions, rewards = [frame], [], []
+        terminated = truncated = False
+        while not (terminated or truncated):
+            action = expert.act(env, frame)
+            frame, reward, terminated, truncated, _ = env.step(action)
+            frames.append(frame)
+            actions.append(action)
+            rewards.append(reward)
+        yield _episode(frames, actions, rewards, terminated, truncated, discrete)
+
+
+def run_vector_episodes(venv: gym.vector.VectorEnv, expert: Expert, count: int) -> Iterator[Episode]:
+    """`count` episodes from a next-step-autoreset vector env, in the order they finish.
+
+    The expert must act on frames alone (expert.reads_env is False).
+    """
+    discrete = venv.ditto_spec.action.is_discrete
+    frames, _ = venv.reset()
+    buffers = [([f], [], []) for f in frames]
+    finished = 0
+    ended = np.zeros(venv.num_envs, dtype=bool)
+    while finished < count:
+        actions = [expert.act(None, f) for f in frames]
+        batch = np.asarray(actions)
+        frames, rewards, terminated, truncated, _ = venv.step(batch)
+        for i in range(venv.num_envs):
+            if ended[i]:  # this step was the autoreset: frames[i] begins a new episode
+                buffers[i] = ([frames[i]], [], [])
+                continue
+            obs, acts, rews = buffers[i]
+            obs.append(frames[i])
+            acts.append(actions[i])
+            rews.append(rewards[i])
+            if (terminated[i] or truncated[i]) and finished < count:
+                finished += 1
+                yield _episode(obs, acts, rews, bool(terminated[i]), bool(truncated[i]), discrete)
+        ended = terminated | truncated
+
+
+def _episode(frames, actions, rewards, terminated, truncated, discrete) -> Episode:
+    return Episode(
+        observations=np.stack(frames).astype(np.uint8, copy=False),
+        actions=np.asarray(actions, dtype=np.int64 if discrete else np.float32),
+        rewards=np.asarray(rewards, dtype=np.float32),
+        terminated=bool(terminated),
+        truncated=bool(truncated),
+    )
+
+
+def _episode_source(
+    env_id: str, expert_spec: str, epsilon: float, seed: int, num_envs: int, size: int, grayscale: bool
+) -> Iterator[Episode]:
+    """Episodes of the expert, forever: vectorised when the expert needs only frames."""
+    expert = make_expert(expert_spec, env_id, epsilon=epsilon, seed=seed)
+    if num_envs > 1 and not expert.reads_env:
+        venv = make_vector_env(env_id, num_envs, seed=seed, size=size, grayscale=grayscale)
+        try:
+            yield from run_vector_episodes(venv, expert, count=2**62)
+        finally:
+            venv.close()
+    else:
+        env = make_env(env_id, size=size, grayscale=grayscale, keep_screen=expert.keep_screen)
+        try:
+            index = 0
+            while True:
+                yield from run_episodes(env, expert, [seed + index])
+                index += 1
+        finally:
+            env.close()
+
+
+def collect(
+    env_id: str,
+    expert_spec: str,
+    episodes: int,
+    out: str | Path,
+    *,
+    epsilon: float = 0.0,
+    seed: int = 0,
+    num_envs: int = 8,
+    size: int = 64,
+    grayscale: bool = True,
+    progress: bool = True,
+) -> Dataset:
+    """Record `episodes` episodes of the expert into the dataset at `out`.
+
+    Episode i starts from env seed `seed + i`. If `out` already holds episodes
+    of the same env, expert, epsilon and seed (an interrupted collection), only
+    the missing ones are recorded. Experts that act on frames alone (random)
+    run in `num_envs` vectorised envs.
+    """
+    if episodes < 1:
+        raise DatasetError(f"--episodes must be >= 1, got {episodes}")
+    spec = env_spec(env_id, size=size, grayscale=grayscale)
+    source: dict[str, Any] = {"expert": expert_spec, "epsilon": epsilon, "seed": seed}
+    writer = DatasetWriter(out, spec, source)
+    if writer.metadata["source"] != source:
+        raise DatasetError(
+            f"{out} already holds episodes from {writer.metadata['source']}, not {source}; "
+            "write to a new directory"
+        )
+    done = writer.num_episodes
+    if done >= episodes:
+        return Dataset(out)
+    # Resuming: shift the seed so that new episodes do not replay the finished ones.
+    source_iter = _episode_source(env_id, expert_spec, epsilon, seed + done, num_envs, size, grayscale)
+    bar = tqdm(total=episodes, initial=done, desc=f"collect {env_id}", unit="ep", disable=not progress)
+    try:
+        for episode in source_iter:
+            info = writer.add(episode)
+            bar.update(1)
+            bar.set_postfix(ret=f"{info.total_return:.1f}", len=info.length)
+            if writer.num_episodes >= episodes:
+                break
+    finally:
+        source_iter.close()
+        bar.close()
+    return Dataset(out)
+
+
+def evaluate_expert(
+    env_id: str, expert_spec: str, episodes: int, *, epsilon: float = 0.0, seed: int = 0, progress: bool = True
+) -> list[tuple[float, int]]:
+    """(return, length) of `episodes` episodes of the expert; nothing is written to disk."""
+    source = _episode_source(env_id, expert_spec, epsilon, seed, num_envs=1, size=64, grayscale=True)
+    results = []
+    try:
+        for episode in tqdm(source, total=episodes, desc=f"eval {env_id}", unit="ep", disable=not progress):
+            results.append((episode.total_return, episode.length))
+            if len(results) >= episodes:
+                break
+    finally:
+        source.close()
+    return results

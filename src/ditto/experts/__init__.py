@@ -1,0 +1,56 @@
+"""Experts that record demonstrations: scripted controllers, SB3 / RL-Zoo agents, random.
+
+    expert = make_expert("scripted", "CartPole-v1")
+    expert = make_expert("sb3:experts/walker.zip", "BipedalWalker-v3", epsilon=0.1)
+    expert = make_expert("zoo:rl-trained-agents/ppo/BreakoutNoFrameskip-v4_1", "ALE/Breakout-v5")
+
+SPEC is one of: random | scripted | sb3:PATH.zip | zoo:FOLDER.
+"""
+
+from __future__ import annotations
+
+from ditto.envs import env_spec
+from ditto.errors import ExpertError
+from ditto.experts.base import EpsilonExpert, Expert, RandomExpert, random_action
+from ditto.experts.scripted import SCRIPTED_EXPERTS
+
+__all__ = [
+    "EpsilonExpert",
+    "Expert",
+    "RandomExpert",
+    "SCRIPTED_EXPERTS",
+    "make_expert",
+    "random_action",
+]
+
+SPEC_HELP = "random | scripted | sb3:PATH.zip | zoo:FOLDER"
+
+
+def make_expert(spec: str, env_id: str, *, epsilon: float = 0.0, seed: int | None = None) -> Expert:
+    """Resolve an expert SPEC for `env_id`; epsilon > 0 mixes in random actions."""
+    action = env_spec(env_id).action
+    expert: Expert
+    if spec == "random":
+        expert = RandomExpert(action, seed)
+    elif spec == "scripted":
+        if env_id not in SCRIPTED_EXPERTS:
+            raise ExpertError(
+                f"no scripted expert for {env_id}; scripted experts exist for "
+                f"{', '.join(sorted(SCRIPTED_EXPERTS))} (or use sb3:PATH.zip, zoo:FOLDER, random)"
+            )
+        expert = SCRIPTED_EXPERTS[env_id]()
+    elif spec.startswith("sb3:"):
+        from ditto.experts.sb3 import load_sb3_expert
+
+        expert = load_sb3_expert(spec[len("sb3:") :], env_id)
+    elif spec.startswith("zoo:"):
+        from ditto.experts.sb3 import load_zoo_expert
+
+        expert = load_zoo_expert(spec[len("zoo:") :], env_id)
+    else:
+        raise ExpertError(f"unknown expert spec {spec!r}; expected {SPEC_HELP}")
+    if not 0.0 <= epsilon <= 1.0:
+        raise ExpertError(f"--epsilon must be in [0, 1], got {epsilon}")
+    if epsilon > 0:
+        expert = EpsilonExpert(expert, epsilon, action, seed)
+    return expert
