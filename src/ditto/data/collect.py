@@ -73,10 +73,9 @@ def _episode(frames, actions, rewards, terminated, truncated, discrete) -> Episo
 
 
 def _episode_source(
-    env_id: str, expert_spec: str, epsilon: float, seed: int, num_envs: int, size: int, grayscale: bool
+    env_id: str, expert: Expert, seed: int, num_envs: int, size: int, grayscale: bool
 ) -> Iterator[Episode]:
     """Episodes of the expert, forever: vectorised when the expert needs only frames."""
-    expert = make_expert(expert_spec, env_id, epsilon=epsilon, seed=seed)
     if num_envs > 1 and not expert.reads_env:
         venv = make_vector_env(env_id, num_envs, seed=seed, size=size, grayscale=grayscale)
         try:
@@ -117,6 +116,7 @@ def collect(
     if episodes < 1:
         raise DatasetError(f"--episodes must be >= 1, got {episodes}")
     spec = env_spec(env_id, size=size, grayscale=grayscale)
+    expert = make_expert(expert_spec, env_id, epsilon=epsilon, seed=seed)  # fail before writing
     source: dict[str, Any] = {"expert": expert_spec, "epsilon": epsilon, "seed": seed}
     writer = DatasetWriter(out, spec, source)
     if writer.metadata["source"] != source:
@@ -127,8 +127,9 @@ def collect(
     done = writer.num_episodes
     if done >= episodes:
         return Dataset(out)
-    # Resuming: shift the seed so that new episodes do not replay the finished ones.
-    source_iter = _episode_source(env_id, expert_spec, epsilon, seed + done, num_envs, size, grayscale)
+    if done:  # resuming: new seeds, so that new episodes do not replay the finished ones
+        expert = make_expert(expert_spec, env_id, epsilon=epsilon, seed=seed + done)
+    source_iter = _episode_source(env_id, expert, seed + done, num_envs, size, grayscale)
     bar = tqdm(total=episodes, initial=done, desc=f"collect {env_id}", unit="ep", disable=not progress)
     try:
         for episode in source_iter:
@@ -147,7 +148,8 @@ def evaluate_expert(
     env_id: str, expert_spec: str, episodes: int, *, epsilon: float = 0.0, seed: int = 0, progress: bool = True
 ) -> list[tuple[float, int]]:
     """(return, length) of `episodes` episodes of the expert; nothing is written to disk."""
-    source = _episode_source(env_id, expert_spec, epsilon, seed, num_envs=1, size=64, grayscale=True)
+    expert = make_expert(expert_spec, env_id, epsilon=epsilon, seed=seed)
+    source = _episode_source(env_id, expert, seed, num_envs=1, size=64, grayscale=True)
     results = []
     try:
         for episode in tqdm(source, total=episodes, desc=f"eval {env_id}", unit="ep", disable=not progress):

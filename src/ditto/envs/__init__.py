@@ -91,7 +91,7 @@ def make_env(
             max_episode_steps=max_episode_steps,
         )
     else:
-        render_modes = gym.spec(env_id).kwargs.get("render_modes") or _render_modes(env_id)
+        render_modes = _render_modes(env_id)
         if "rgb_array" not in render_modes:
             raise EnvError(
                 f"{env_id} cannot render rgb_array frames (its render modes: {list(render_modes) or 'none'}); "
@@ -110,7 +110,8 @@ def make_env(
 
 
 def _render_modes(env_id: str) -> list[str]:
-    creator = gym.envs.registration.load_env_creator(gym.spec(env_id).entry_point)
+    entry_point = gym.spec(env_id).entry_point
+    creator = entry_point if callable(entry_point) else gym.envs.registration.load_env_creator(entry_point)
     return list(getattr(creator, "metadata", {}).get("render_modes", []))
 
 

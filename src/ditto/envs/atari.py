@@ -17,6 +17,7 @@ from ditto.envs.pixels import FRAME_SIZE, to_frame
 from ditto.specs import ActionSpec, EnvSpec
 
 gym.register_envs(ale_py)
+ale_py.ALEInterface.setLoggerMode(ale_py.LoggerMode.Error)  # no banner on every env
 
 _ATARI_ID = re.compile(r"^ALE/([A-Za-z0-9]+)-v5$")
 

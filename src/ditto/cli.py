@@ -1,0 +1,187 @@
+"""The `ditto` command line.
+
+    ditto collect --env ENV --expert SPEC --episodes N --out DIR [--epsilon E] [--seed S]
+    ditto dataset info DIR [--json]
+    ditto dataset import-minari PATH_OR_ID --out DIR
+    ditto dataset export-minari DIR --id NAMESPACE/NAME-v0
+    ditto expert train --env ENV --algo ppo --steps N --out PATH
+    ditto expert eval --env ENV --expert SPEC --episodes N [--json]
+
+Errors in the user's input print one line (`error: ...`) and exit with status 2.
+Heavy modules are imported inside each command so that `--help` is instant.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+EXPERT_HELP = "random | scripted | sb3:PATH.zip | zoo:FOLDER"
+
+
+def _cmd_collect(args: argparse.Namespace) -> None:
+    from ditto.data.collect import collect
+
+    dataset = collect(
+        args.env,
+        args.expert,
+        args.episodes,
+        args.out,
+        epsilon=args.epsilon,
+        seed=args.seed,
+        num_envs=args.num_envs,
+        grayscale=not args.rgb,
+    )
+    _print_summary(dataset.summary(), as_json=False)
+
+
+def _cmd_dataset_info(args: argparse.Namespace) -> None:
+    from ditto.data import Dataset
+
+    _print_summary(Dataset(args.dir, allow_empty=True).summary(), as_json=args.json)
+
+
+def _print_summary(summary: dict, as_json: bool) -> None:
+    if as_json:
+        print(json.dumps(summary))
+        return
+    source = ", ".join(f"{k}={v}" for k, v in summary["source"].items()) or "unknown"
+    print(f"{summary['path']}: {summary['env_id']}, frames {tuple(summary['obs_shape'])}, source {source}")
+    print(f"  episodes {summary['episodes']}, steps {summary['steps']}")
+    if summary["episodes"]:
+        print(
+            f"  return mean {summary['return_mean']:.2f} +- {summary['return_std']:.2f} "
+            f"(min {summary['return_min']:.2f}, max {summary['return_max']:.2f}), "
+            f"mean length {summary['length_mean']:.1f}"
+        )
+
+
+def _cmd_import_minari(args: argparse.Namespace) -> None:
+    from ditto.data.minari_io import import_minari
+
+    dataset = import_minari(args.source, args.out, env_id=args.env)
+    _print_summary(dataset.summary(), as_json=False)
+
+
+def _cmd_export_minari(args: argparse.Namespace) -> None:
+    from ditto.data.minari_io import export_minari
+
+    path = export_minari(args.dir, args.id, root=args.root)
+    print(f"exported {args.dir} to Minari dataset {args.id} at {path}")
+
+
+def _cmd_expert_train(args: argparse.Namespace) -> None:
+    from ditto.experts.train import train_ppo
+
+    path = train_ppo(args.env, args.steps, args.out, seed=args.seed)
+    print(f"saved PPO expert to {path}; use it with --expert sb3:{path}")
+
+
+def _cmd_expert_eval(args: argparse.Namespace) -> None:
+    import numpy as np
+
+    from ditto.data.collect import evaluate_expert
+
+    results = evaluate_expert(args.env, args.expert, args.episodes, epsilon=args.epsilon, seed=args.seed)
+    returns = np.array([r for r, _ in results])
+    summary = {
+        "env_id": args.env,
+        "expert": args.expert,
+        "epsilon": args.epsilon,
+        "episodes": len(returns),
+        "return_mean": float(returns.mean()),
+        "return_stderr": float(returns.std(ddof=1) / np.sqrt(len(returns))) if len(returns) > 1 else 0.0,
+        "return_min": float(returns.min()),
+        "return_max": float(returns.max()),
+        "length_mean": float(np.mean([n for _, n in results])),
+        "returns": returns.tolist(),
+    }
+    if args.json:
+        print(json.dumps(summary))
+    else:
+        print(
+            f"{args.env} expert {args.expert}: return {summary['return_mean']:.2f} +- "
+            f"{summary['return_stderr']:.2f} (stderr) over {len(returns)} episodes, "
+            f"min {summary['return_min']:.2f}, max {summary['return_max']:.2f}"
+        )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="ditto", description="Offline imitation learning from pixels with world models (DITTO)."
+    )
+    parser.add_argument("--version", action="version", version=_version())
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = commands.add_parser("collect", help="record episodes of an expert into a dataset directory")
+    p.add_argument("--env", required=True, help="env id, e.g. CartPole-v1 or ALE/Pong-v5")
+    p.add_argument("--expert", required=True, help=f"expert spec: {EXPERT_HELP}")
+    p.add_argument("--episodes", type=int, required=True, help="number of episodes in the dataset")
+    p.add_argument("--out", required=True, help="dataset directory (resumes if it holds the same collection)")
+    p.add_argument("--epsilon", type=float, default=0.0, help="probability of a random action (default 0)")
+    p.add_argument("--seed", type=int, default=0, help="episode i starts from env seed SEED+i (default 0)")
+    p.add_argument("--num-envs", type=int, default=8, help="vectorised envs for frame-only experts (default 8)")
+    p.add_argument("--rgb", action="store_true", help="record RGB frames instead of grayscale")
+    p.set_defaults(func=_cmd_collect)
+
+    dataset = commands.add_parser("dataset", help="inspect, import and export datasets")
+    sub = dataset.add_subparsers(dest="dataset_command", required=True, metavar="COMMAND")
+    p = sub.add_parser("info", help="episodes, steps, returns, env and source of a dataset")
+    p.add_argument("dir", help="dataset directory")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.set_defaults(func=_cmd_dataset_info)
+    p = sub.add_parser("import-minari", help="import a local Minari dataset (never downloads)")
+    p.add_argument("source", metavar="PATH_OR_ID", help="Minari dataset id or its folder")
+    p.add_argument("--out", required=True, help="new ditto dataset directory")
+    p.add_argument("--env", default=None, help="env id, if the Minari dataset does not name one")
+    p.set_defaults(func=_cmd_import_minari)
+    p = sub.add_parser("export-minari", help="export to a local Minari dataset (lossless frames)")
+    p.add_argument("dir", help="ditto dataset directory")
+    p.add_argument("--id", required=True, help="Minari dataset id NAMESPACE/NAME-v0")
+    p.add_argument("--root", default=None, help="Minari datasets folder (default: Minari's own)")
+    p.set_defaults(func=_cmd_export_minari)
+
+    expert = commands.add_parser("expert", help="train and evaluate experts")
+    sub = expert.add_subparsers(dest="expert_command", required=True, metavar="COMMAND")
+    p = sub.add_parser("train", help="train a PPO expert with stable-baselines3 (resumable)")
+    p.add_argument("--env", required=True)
+    p.add_argument("--algo", default="ppo", choices=["ppo"])
+    p.add_argument("--steps", type=int, required=True, help="total environment steps")
+    p.add_argument("--out", required=True, help="path of the saved model (.zip)")
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(func=_cmd_expert_train)
+    p = sub.add_parser("eval", help="mean return of an expert over N episodes")
+    p.add_argument("--env", required=True)
+    p.add_argument("--expert", required=True, help=f"expert spec: {EXPERT_HELP}")
+    p.add_argument("--episodes", type=int, default=10)
+    p.add_argument("--epsilon", type=float, default=0.0)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.set_defaults(func=_cmd_expert_eval)
+    return parser
+
+
+def _version() -> str:
+    from ditto import __version__
+
+    return f"ditto {__version__}"
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    from ditto.errors import DittoError
+
+    try:
+        args.func(args)
+    except DittoError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted; finished work is saved", file=sys.stderr)
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
