@@ -29,6 +29,8 @@ SPEC_HELP = "random | scripted | sb3:PATH.zip | zoo:FOLDER"
 def make_expert(spec: str, env_id: str, *, epsilon: float = 0.0, seed: int | None = None) -> Expert:
     """Resolve an expert SPEC for `env_id`; epsilon > 0 mixes in random actions."""
     action = env_spec(env_id).action
+    if not 0.0 <= epsilon <= 1.0:
+        raise ExpertError(f"--epsilon must be in [0, 1], got {epsilon}")
     expert: Expert
     if spec == "random":
         expert = RandomExpert(action, seed)
@@ -49,8 +51,6 @@ def make_expert(spec: str, env_id: str, *, epsilon: float = 0.0, seed: int | Non
         expert = load_zoo_expert(spec[len("zoo:") :], env_id)
     else:
         raise ExpertError(f"unknown expert spec {spec!r}; expected {SPEC_HELP}")
-    if not 0.0 <= epsilon <= 1.0:
-        raise ExpertError(f"--epsilon must be in [0, 1], got {epsilon}")
     if epsilon > 0:
         expert = EpsilonExpert(expert, epsilon, action, seed)
     return expert

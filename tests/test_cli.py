@@ -1,0 +1,78 @@
+import json
+import re
+
+import pytest
+
+from ditto.cli import main
+from ditto.data import Dataset
+
+
+def run(capsys, *argv):
+    code = main(list(argv))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_collect_then_info_json(tmp_path, capsys):
+    out = tmp_path / "cartpole"
+    code, _, _ = run(capsys, "collect", "--env", "CartPole-v1", "--expert", "scripted", "--episodes", "2", "--out", str(out), "--epsilon", "0.1")
+    assert code == 0
+    code, stdout, _ = run(capsys, "dataset", "info", str(out), "--json")
+    info = json.loads(stdout)
+    assert {"env_id", "episodes", "steps", "return_mean", "return_min", "return_max"} <= info.keys()
+    assert info["env_id"] == "CartPole-v1" and info["episodes"] == 2
+    assert info["source"] == {"expert": "scripted", "epsilon": 0.1, "seed": 0}
+    assert info["steps"] == len(Dataset(out)[0].actions) + len(Dataset(out)[1].actions)
+
+
+def test_collect_atari_random_uses_the_vector_env(tmp_path, capsys):
+    out = tmp_path / "pong"
+    code, _, _ = run(capsys, "collect", "--env", "ALE/Pong-v5", "--expert", "random", "--episodes", "2", "--out", str(out), "--num-envs", "2")
+    assert code == 0
+    dataset = Dataset(out)
+    assert len(dataset) == 2
+    assert all(-21 <= r <= 21 for r in dataset.returns)
+    assert dataset[0].observations.shape[1:] == (1, 64, 64)
+
+
+def test_expert_eval_json(capsys):
+    code, stdout, _ = run(capsys, "expert", "eval", "--env", "CartPole-v1", "--expert", "scripted", "--episodes", "2", "--json")
+    assert code == 0
+    result = json.loads(stdout)
+    assert result["episodes"] == 2 and result["return_mean"] == 500.0
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["collect", "--env", "Nope-v0", "--expert", "random", "--episodes", "1", "--out", "{tmp}/x"], "unknown env id 'Nope-v0'"),
+        (["collect", "--env", "CartPole-v1", "--expert", "wizard", "--episodes", "1", "--out", "{tmp}/x"], "unknown expert spec 'wizard'"),
+        (["collect", "--env", "LunarLander-v3", "--expert", "scripted", "--episodes", "1", "--out", "{tmp}/x"], "no scripted expert for LunarLander-v3"),
+        (["collect", "--env", "CartPole-v1", "--expert", "random", "--episodes", "1", "--out", "{tmp}/x", "--epsilon", "2"], "epsilon must be in \\[0, 1\\]"),
+        (["collect", "--env", "CartPole-v1", "--expert", "sb3:{tmp}/missing.zip", "--episodes", "1", "--out", "{tmp}/x"], "missing.zip"),
+        (["dataset", "info", "{tmp}/nothing"], "no such dataset directory"),
+    ],
+)
+def test_bad_input_prints_one_line_and_writes_nothing(tmp_path, capsys, argv, message):
+    code, _, err = run(capsys, *[a.format(tmp=tmp_path) for a in argv])
+    assert code == 2
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error: ")
+    assert re.search(message, lines[0])
+    assert not (tmp_path / "x").exists()
+
+
+def test_collect_refuses_to_mix_sources(tmp_path, capsys):
+    out = str(tmp_path / "ds")
+    assert run(capsys, "collect", "--env", "CartPole-v1", "--expert", "random", "--episodes", "1", "--out", out)[0] == 0
+    code, _, err = run(capsys, "collect", "--env", "CartPole-v1", "--expert", "scripted", "--episodes", "2", "--out", out)
+    assert code == 2 and "already holds episodes" in err
+    assert len(Dataset(out)) == 1
+
+
+def test_help_of_every_command(capsys):
+    for argv in (["--help"], ["collect", "--help"], ["dataset", "info", "--help"], ["expert", "train", "--help"]):
+        with pytest.raises(SystemExit) as exit_info:
+            main(argv)
+        assert exit_info.value.code == 0
+    assert "--expert" in capsys.readouterr().out
