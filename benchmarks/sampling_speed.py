@@ -74,7 +74,7 @@ def main() -> None:
     start = time.perf_counter()
     dataset = Dataset(root)  # opening reads headers, actions and rewards, never frames
     open_s = time.perf_counter() - start
-    sampler = WindowSampler([dataset], args.length, seed=0)
+    sampler = WindowSampler(dataset, dataset.spec, args.length, seed=0)
     cold = measure(sampler, args.batch, args.batches)
     warm = measure(sampler, args.batch, args.batches)
     size_gb = sum(p.stat().st_size for p in (root / "episodes").iterdir()) / 1e9

@@ -123,7 +123,7 @@ def test_mixing_datasets_of_different_envs_is_rejected(make_dataset):
 def test_windows_never_cross_episodes_and_carry_pre_actions(make_dataset):
     path, episodes = make_dataset(lengths=(5, 12, 30))
     dataset = Dataset(path)
-    sampler = WindowSampler([dataset], length=8, seed=0)
+    sampler = WindowSampler(dataset, dataset.spec, length=8, seed=0)
     assert sampler.num_windows == (13 - 8 + 1) + (31 - 8 + 1)  # the 6-frame episode is too short
     batch = sampler.sample(64)
     assert batch.frames.shape == (64, 8, 1, 64, 64) and batch.actions.shape == (64, 8, 2)
@@ -145,13 +145,13 @@ def test_windows_never_cross_episodes_and_carry_pre_actions(make_dataset):
 def test_window_longer_than_every_episode_is_a_clear_error(make_dataset):
     path, _ = make_dataset(lengths=(5, 6))
     with pytest.raises(DatasetError, match="no episode has 50 frames"):
-        WindowSampler([Dataset(path)], length=50)
+        WindowSampler(Dataset(path), Dataset(path).spec, length=50)
 
 
 def test_sampler_is_reproducible(make_dataset):
     path, _ = make_dataset()
-    first = WindowSampler([Dataset(path)], 4, seed=3).sample(16)
-    second = WindowSampler([Dataset(path)], 4, seed=3).sample(16)
+    first = WindowSampler(Dataset(path), Dataset(path).spec, 4, seed=3).sample(16)
+    second = WindowSampler(Dataset(path), Dataset(path).spec, 4, seed=3).sample(16)
     assert np.array_equal(first.frames, second.frames)
 
 

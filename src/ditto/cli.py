@@ -6,6 +6,7 @@
     ditto dataset export-minari DIR --id NAMESPACE/NAME-v0
     ditto expert train --env ENV --algo ppo --steps N --out PATH
     ditto expert eval --env ENV --expert SPEC --episodes N [--json]
+    ditto train-world-model --data DIR [DIR ...] --out RUN [--preset P] [--steps N] [--device D]
 
 Errors in the user's input print one line (`error: ...`) and exit with status 2.
 Heavy modules are imported inside each command so that `--help` is instant.
@@ -107,6 +108,24 @@ def _cmd_expert_eval(args: argparse.Namespace) -> None:
         )
 
 
+def _cmd_train_world_model(args: argparse.Namespace) -> None:
+    from ditto.config import world_model_config
+    from ditto.world_model.trainer import train_world_model
+
+    config = world_model_config(
+        args.preset,
+        steps=args.steps,
+        batch=args.batch,
+        length=args.length,
+        seed=args.seed,
+        bf16=False if args.no_bf16 else None,
+        compile=True if args.compile else None,
+        carry_state=False if args.no_carry_state else None,
+    )
+    run = train_world_model(args.data, args.out, config, device=args.device, resume=args.resume)
+    print(f"world model trained for {run.step} steps: {run.path} (diagnostics in {run.path / 'diagnostics'})")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="ditto", description="Offline imitation learning from pixels with world models (DITTO)."
@@ -159,6 +178,23 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.set_defaults(func=_cmd_expert_eval)
+
+    p = commands.add_parser("train-world-model", help="train a reward-free world model on datasets")
+    p.add_argument("--data", nargs="+", required=True, metavar="DIR", help="datasets (expert and other episodes)")
+    p.add_argument("--out", required=True, metavar="RUN", help="run directory")
+    p.add_argument("--preset", default="small", choices=["debug", "small", "paper"], help="model size (default small)")
+    p.add_argument("--steps", type=int, default=None, help="training steps (default: the preset's)")
+    p.add_argument("--batch", type=int, default=None, help="sequences per batch (default: the preset's)")
+    p.add_argument("--length", type=int, default=None, help="steps per sequence (default: the preset's)")
+    p.add_argument("--seed", type=int, default=None)
+    p.add_argument("--device", default="auto", help="cpu, cuda, cuda:N or auto (default)")
+    p.add_argument("--resume", action="store_true", help="continue the run in RUN from its checkpoint")
+    p.add_argument("--no-bf16", action="store_true", help="train in float32 instead of bf16 autocast")
+    p.add_argument("--compile", action="store_true", help="torch.compile the training step")
+    p.add_argument(
+        "--no-carry-state", action="store_true", help="start every chunk from a zero state (no truncated BPTT)"
+    )
+    p.set_defaults(func=_cmd_train_world_model)
     return parser
 
 

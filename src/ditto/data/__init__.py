@@ -2,6 +2,15 @@
 
 from ditto.data.dataset import Dataset, DatasetWriter, EpisodeInfo, open_datasets
 from ditto.data.episode import Episode
-from ditto.data.sampler import WindowBatch, WindowSampler
+from ditto.data.sampler import ChunkSampler, WindowBatch, WindowSampler
 
-__all__ = ["Dataset", "DatasetWriter", "Episode", "EpisodeInfo", "WindowBatch", "WindowSampler", "open_datasets"]
+__all__ = [
+    "ChunkSampler",
+    "Dataset",
+    "DatasetWriter",
+    "Episode",
+    "EpisodeInfo",
+    "WindowBatch",
+    "WindowSampler",
+    "open_datasets",
+]

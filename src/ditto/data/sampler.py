@@ -1,4 +1,6 @@
-"""Windows of L consecutive frames sampled from one or more datasets.
+"""Windows of L consecutive frames sampled from episodes (a Dataset is a sequence of episodes).
+
+    sampler = WindowSampler(dataset, dataset.spec, length=50, seed=0)
 
 A window is what a world model trains on: frames t..t+L-1 of one episode, the
 pre-action of each frame (the action that led to it; zeros at the episode's
@@ -12,7 +14,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ditto.data.dataset import Dataset
+from ditto.data.episode import Episode
 from ditto.errors import DatasetError
 from ditto.specs import EnvSpec
 
@@ -33,13 +35,16 @@ class WindowSampler:
     sampled windows from the memory-mapped files.
     """
 
-    def __init__(self, datasets: Sequence[Dataset], length: int, seed: int | None = None):
+    def __init__(
+        self, episodes: Sequence[Episode], spec: EnvSpec, length: int, seed: int | None = None
+    ):
         if length < 1:
             raise ValueError(f"window length must be >= 1, got {length}")
-        self.spec: EnvSpec = datasets[0].spec
-        self.length = length
-        self.episodes = [ep for ds in datasets for ep in ds]
-        starts = np.array([len(ep.observations) - length + 1 for ep in self.episodes], dtype=np.int64)
+        self.spec, self.length = spec, length
+        self.episodes = list(episodes)
+        starts = np.array(
+            [len(ep.observations) - length + 1 for ep in self.episodes], dtype=np.int64
+        )
         starts = np.maximum(starts, 0)
         if starts.sum() == 0:
             longest = max((len(ep.observations) for ep in self.episodes), default=0)
@@ -64,7 +69,9 @@ class WindowSampler:
         batch, length = len(episode_ids), self.length
         frames = np.empty((batch, length, *self.spec.obs_shape), dtype=np.uint8)
         action_shape = () if self.spec.action.is_discrete else (self.spec.action.n,)
-        raw_actions = np.zeros((batch, length, *action_shape), dtype=np.float32 if action_shape else np.int64)
+        raw_actions = np.zeros(
+            (batch, length, *action_shape), dtype=np.float32 if action_shape else np.int64
+        )
         steps = starts[:, None] + np.arange(length)  # frame index t of every window slot
         is_last = np.zeros((batch, length), dtype=bool)
         is_terminal = np.zeros((batch, length), dtype=bool)
@@ -80,3 +87,81 @@ class WindowSampler:
         is_first = steps == 0
         actions = self.spec.action.encode(raw_actions, valid=~is_first)
         return WindowBatch(frames, actions, is_first, is_last, is_terminal)
+
+
+class ChunkSampler:
+    """B streams of consecutive L-frame chunks for truncated backprop through time.
+
+    Each of the `batch` rows plays episodes end to end, L frames per call: the
+    chunk of a row continues exactly where its previous chunk stopped, so a
+    model can carry its recurrent state from one call to the next. When a row's
+    episode ends, the row continues with the first frame of a new random episode
+    (is_first marks it, and the model resets its state there). Episodes are
+    drawn uniformly, with replacement.
+
+    `state_dict()` / `load_state_dict()` capture the cursors and the RNG, so a
+    resumed run samples exactly the chunks an uninterrupted run would have.
+    """
+
+    def __init__(
+        self,
+        episodes: Sequence[Episode],
+        spec: EnvSpec,
+        batch: int,
+        length: int,
+        seed: int | None = None,
+    ):
+        if batch < 1 or length < 1:
+            raise ValueError(f"batch and length must be >= 1, got {batch} and {length}")
+        if not episodes:
+            raise DatasetError("no episodes to sample from")
+        self.episodes, self.spec = list(episodes), spec
+        self.batch, self.length = batch, length
+        self.rng = np.random.default_rng(seed)
+        self.episode_of_row = self.rng.integers(len(self.episodes), size=batch)
+        self.frame_of_row = np.zeros(batch, dtype=np.int64)
+
+    def sample(self) -> WindowBatch:
+        spec = self.spec
+        frames = np.empty((self.batch, self.length, *spec.obs_shape), dtype=np.uint8)
+        action_shape = () if spec.action.is_discrete else (spec.action.n,)
+        raw_actions = np.zeros(
+            (self.batch, self.length, *action_shape), dtype=np.float32 if action_shape else np.int64
+        )
+        is_first = np.zeros((self.batch, self.length), dtype=bool)
+        is_last = np.zeros((self.batch, self.length), dtype=bool)
+        is_terminal = np.zeros((self.batch, self.length), dtype=bool)
+        for row in range(self.batch):
+            filled = 0
+            while filled < self.length:
+                episode = self.episodes[self.episode_of_row[row]]
+                start = self.frame_of_row[row]
+                count = min(self.length - filled, len(episode.observations) - start)
+                frames[row, filled : filled + count] = episode.observations[start : start + count]
+                if start == 0:
+                    is_first[row, filled] = True
+                first = max(start, 1)  # frame t's pre-action is actions[t-1]
+                raw_actions[row, filled + first - start : filled + count] = episode.actions[
+                    first - 1 : start + count - 1
+                ]
+                filled += count
+                self.frame_of_row[row] = start + count
+                if self.frame_of_row[row] == len(episode.observations):  # episode over: next one
+                    is_last[row, filled - 1] = True
+                    is_terminal[row, filled - 1] = episode.terminated
+                    self.episode_of_row[row] = self.rng.integers(len(self.episodes))
+                    self.frame_of_row[row] = 0
+        actions = spec.action.encode(raw_actions, valid=~is_first)
+        return WindowBatch(frames, actions, is_first, is_last, is_terminal)
+
+    def state_dict(self) -> dict:
+        return {
+            "rng": self.rng.bit_generator.state,
+            "episode_of_row": self.episode_of_row.tolist(),
+            "frame_of_row": self.frame_of_row.tolist(),
+        }
+
+    def load_state_dict(self, state: dict) -> None:
+        self.rng.bit_generator.state = state["rng"]
+        self.episode_of_row = np.asarray(state["episode_of_row"], dtype=np.int64)
+        self.frame_of_row = np.asarray(state["frame_of_row"], dtype=np.int64)

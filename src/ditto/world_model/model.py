@@ -1,0 +1,126 @@
+"""The world model: encoder + RSSM + decoder, reward-free, trained on all recorded episodes.
+
+Public API (what agents use, and nothing else):
+
+    states = wm.observe(frames, actions, is_first, state)   # posterior filter, (B, T, ...)
+    state = wm.img_step(state, action)                      # one prior step
+    feats = wm.features(state)                              # concat(h, z), see rssm.py
+    state = wm.initial(batch)
+    frames_mean = wm.decode(feats)
+    action_in = wm.policy_action_input(policy_action)       # policy action -> model input
+
+`actions` given to observe are the encoded pre-actions of the frames
+(ActionSpec.encode: one-hot in the world model's action space, or raw vectors).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from ditto.config import WorldModelConfig
+from ditto.errors import SpecError
+from ditto.specs import EnvSpec
+from ditto.world_model.networks import Decoder, Encoder, frames_to_input
+from ditto.world_model.rssm import RSSM, State
+
+
+class WorldModel(nn.Module):
+    def __init__(self, spec: EnvSpec, config: WorldModelConfig):
+        super().__init__()
+        if tuple(spec.obs_shape[1:]) != (64, 64):
+            raise SpecError(f"the world model takes 64x64 frames, got {spec.obs_shape[1:]}")
+        self.spec, self.config = spec, config
+        channels = spec.obs_shape[0]
+        self.encoder = Encoder(channels, config.cnn_depth)
+        self.rssm = RSSM(
+            spec.action.world_model_dim, self.encoder.out_dim, config.deter, config.hidden, config.stoch, config.classes
+        )
+        self.decoder = Decoder(self.rssm.feature_dim, channels, config.cnn_depth)
+        # Maps a policy action (one-hot over the game's minimal set, or a raw vector) to the
+        # world model's action input (one-hot over ALE's full set for Atari).
+        eye = torch.eye(spec.action.world_model_dim)
+        if spec.action.world_model_index is not None:
+            eye = eye[list(spec.action.world_model_index)]
+        self.register_buffer("policy_to_model", eye, persistent=False)
+
+    @property
+    def feature_dim(self) -> int:
+        return self.rssm.feature_dim
+
+    def initial(self, batch: int) -> State:
+        return self.rssm.initial(batch)
+
+    def features(self, state: State) -> torch.Tensor:
+        return self.rssm.features(state)
+
+    def img_step(self, state: State, action: torch.Tensor) -> State:
+        return self.rssm.img_step(state, action)
+
+    def policy_action_input(self, policy_action: torch.Tensor) -> torch.Tensor:
+        """(..., n_policy) one-hot or vector -> (..., world_model_dim); keeps straight-through gradients."""
+        return policy_action @ self.policy_to_model
+
+    def check_inputs(self, frames: torch.Tensor, actions: torch.Tensor, is_first: torch.Tensor) -> None:
+        expected = tuple(self.spec.obs_shape)
+        if frames.dim() != 5 or tuple(frames.shape[2:]) != expected:
+            raise SpecError(f"frames must have shape (B, T, {', '.join(map(str, expected))}), got {tuple(frames.shape)}")
+        if frames.dtype != torch.uint8:
+            raise SpecError(f"frames must be uint8, got {frames.dtype}")
+        if actions.shape[:2] != frames.shape[:2] or actions.shape[-1] != self.spec.action.world_model_dim:
+            raise SpecError(
+                f"actions must have shape (B, T, {self.spec.action.world_model_dim}) for {self.spec.env_id}, "
+                f"got {tuple(actions.shape)}"
+            )
+        if is_first.shape != frames.shape[:2]:
+            raise SpecError(f"is_first must have shape (B, T), got {tuple(is_first.shape)}")
+
+    def observe(
+        self, frames: torch.Tensor, actions: torch.Tensor, is_first: torch.Tensor, state: State | None = None
+    ) -> State:
+        """Posterior states of a batch of sequences (B, T, ...)."""
+        self.check_inputs(frames, actions, is_first)
+        posts, _ = self.rssm.observe(self.encoder(frames), actions, is_first, state)
+        return posts
+
+    def decode(self, features: torch.Tensor) -> torch.Tensor:
+        """Mean frame in frames_to_input's scale ([-0.5, 0.5]); see to_uint8."""
+        return self.decoder(features)
+
+    def loss(
+        self, frames: torch.Tensor, actions: torch.Tensor, is_first: torch.Tensor, state: State | None = None
+    ) -> tuple[torch.Tensor, dict[str, torch.Tensor], State]:
+        """The training loss of a batch, its parts, and the last posterior state (to carry on)."""
+        cfg = self.config
+        posts, priors = self.rssm.observe(self.encoder(frames), actions, is_first, state)
+        recon = self.decoder(self.rssm.features(posts)).float()
+        # Unit-variance Gaussian NLL summed over pixels (up to a constant), mean over batch and time.
+        image_nll = 0.5 * (recon - frames_to_input(frames)).square().sum((-3, -2, -1)).mean()
+        kl_loss, kl_value = self.rssm.kl_loss(posts, priors, cfg.kl_balance, cfg.free_nats)
+        loss = cfg.image_scale * image_nll + cfg.kl_scale * kl_loss
+        metrics = {"loss": loss, "image_nll": image_nll, "kl": kl_value}
+        last = State(*(part[:, -1] for part in posts))
+        return loss, metrics, last
+
+    @torch.no_grad()
+    def open_loop(
+        self, frames: torch.Tensor, actions: torch.Tensor, is_first: torch.Tensor, context: int
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Reconstruct the first `context` frames, then predict the rest from the prior alone.
+
+        Returns (reconstructions of the context, open-loop predictions), both as
+        decoder means in [-0.5, 0.5]; the predictions use the real actions.
+        """
+        posts, _ = self.rssm.observe(self.encoder(frames[:, :context]), actions[:, :context], is_first[:, :context])
+        recon = self.decoder(self.rssm.features(posts))
+        state = State(*(part[:, -1] for part in posts))
+        predictions = []
+        for t in range(context, frames.shape[1]):
+            state = self.rssm.img_step(state, actions[:, t])
+            predictions.append(self.decoder(self.rssm.features(state)))
+        return recon, torch.stack(predictions, 1)
+
+
+def to_uint8(decoded: torch.Tensor) -> torch.Tensor:
+    """Decoder means -> uint8 frames, for pictures."""
+    return ((decoded.float() + 0.5).clamp(0, 1) * 255).round().to(torch.uint8)

@@ -1,0 +1,303 @@
+"""Offline training of the world model on one or more episode datasets.
+
+    run = train_world_model(["data/expert", "data/noisy"], "runs/wm", world_model_config("small"))
+
+Run directory:
+    config.json        resolved config, data, env spec, versions
+    metrics.jsonl      one JSON object per log / validation step
+    events.*           TensorBoard
+    checkpoint.safetensors   latest state (weights, optimizer, step, RNG, sampler, carried state)
+    diagnostics/       real vs reconstruction vs open-loop imagination (PNG grid, GIF)
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import platform
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+import ditto
+from ditto.checkpoint import load_checkpoint, save_checkpoint
+from ditto.config import WorldModelConfig
+from ditto.data import ChunkSampler, Episode, WindowBatch, WindowSampler, open_datasets
+from ditto.errors import DittoError
+from ditto.io import atomic_write_json
+from ditto.specs import EnvSpec
+from ditto.world_model.diagnostics import save_gif, save_grid
+from ditto.world_model.model import WorldModel, to_uint8
+from ditto.world_model.networks import frames_to_input
+from ditto.world_model.rssm import State, detach_state
+
+CHECKPOINT = "checkpoint.safetensors"
+CONFIG = "config.json"
+METRICS = "metrics.jsonl"
+
+
+class TrainingDiverged(DittoError):
+    """The loss became NaN or Inf."""
+
+
+def resolve_device(device: str = "auto") -> torch.device:
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise DittoError(f"--device {device}: CUDA is not available on this machine; use --device cpu")
+    return torch.device(device)
+
+
+def split_episodes(num_episodes: int, fraction: float, seed: int) -> tuple[list[int], list[int]]:
+    """Hold out a fraction of whole episodes (at least one, if there are two or more)."""
+    order = np.random.default_rng(seed).permutation(num_episodes)
+    held_out = 0 if num_episodes < 2 else max(1, round(fraction * num_episodes))
+    return sorted(order[held_out:].tolist()), sorted(order[:held_out].tolist())
+
+
+def batch_to_torch(batch: WindowBatch, device: torch.device) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    return (
+        torch.from_numpy(batch.frames).to(device, non_blocking=True),
+        torch.from_numpy(batch.actions).to(device, non_blocking=True),
+        torch.from_numpy(batch.is_first).to(device, non_blocking=True),
+    )
+
+
+@dataclass
+class WorldModelRun:
+    """A trained world model and its run directory."""
+
+    path: Path
+    model: WorldModel
+    step: int
+
+
+def load_world_model(run: str | Path, device: str = "cpu") -> WorldModelRun:
+    """The world model of a run directory (its latest checkpoint), in eval mode."""
+    run = Path(run)
+    config_path = run / CONFIG
+    if not config_path.is_file():
+        raise DittoError(f"{run}: not a world-model run (no {CONFIG}); train one with `ditto train-world-model`")
+    saved = json.loads(config_path.read_text())
+    model = WorldModel(EnvSpec.from_json(saved["env"]), WorldModelConfig.from_json(saved["world_model"]))
+    checkpoint = load_checkpoint(run / CHECKPOINT)
+    checkpoint.restore("model", model)
+    model.to(resolve_device(device)).eval()
+    return WorldModelRun(run, model, int(checkpoint.meta["step"]))
+
+
+class WorldModelTrainer:
+    def __init__(
+        self,
+        data: list[str | Path],
+        out: str | Path,
+        config: WorldModelConfig,
+        device: str = "auto",
+        resume: bool = False,
+        progress: bool = True,
+    ):
+        self.out, self.progress = Path(out), progress
+        self.device = resolve_device(device)
+        has_checkpoint = (self.out / CHECKPOINT).exists()
+        if has_checkpoint and not resume:
+            raise DittoError(f"{self.out} already holds a trained run; pass --resume to continue it or choose a new --out")
+        if resume and has_checkpoint:
+            saved = json.loads((self.out / CONFIG).read_text())
+            # The run's own config wins, except for how long to train.
+            config = WorldModelConfig.from_json({**saved["world_model"], "steps": config.steps})
+            data = saved["data"]
+        self.config, self.data = config, [str(d) for d in data]
+        datasets = open_datasets(self.data)
+        self.spec = datasets[0].spec
+        episodes: list[Episode] = [episode for dataset in datasets for episode in dataset]
+        train_ids, val_ids = split_episodes(len(episodes), config.val_episodes, config.seed)
+        self.train_episodes = [episodes[i] for i in train_ids]
+        self.val_episodes = [episodes[i] for i in val_ids]
+
+        torch.manual_seed(config.seed)
+        self.model = WorldModel(self.spec, config).to(self.device)
+        self.optimizer = torch.optim.AdamW(
+            self.model.parameters(), lr=config.lr, eps=config.eps, weight_decay=config.weight_decay
+        )
+        self.sampler = ChunkSampler(self.train_episodes, self.spec, config.batch, config.length, seed=config.seed)
+        self.carry: State | None = None
+        self.step = 0
+        if resume and has_checkpoint:
+            self._load()
+        else:
+            self._write_config()
+            (self.out / METRICS).write_text("")
+        self._step_fn = torch.compile(self._train_step) if config.compile else self._train_step
+        self._tensorboard = None
+
+    # ----- persistence -------------------------------------------------------------------------
+    def _write_config(self) -> None:
+        atomic_write_json(
+            self.out / CONFIG,
+            {
+                "kind": "world_model",
+                "world_model": self.config.to_json(),
+                "data": self.data,
+                "env": self.spec.to_json(),
+                "train_episodes": len(self.train_episodes),
+                "val_episodes": len(self.val_episodes),
+                "device": str(self.device),
+                "versions": {"ditto": ditto.__version__, "torch": torch.__version__, "python": platform.python_version()},
+            },
+        )
+
+    def save(self) -> None:
+        tensors = {"rng/torch": torch.get_rng_state()}
+        if self.device.type == "cuda":
+            tensors["rng/cuda"] = torch.cuda.get_rng_state(self.device)
+        if self.carry is not None:
+            tensors.update({f"carry/{k}": v for k, v in self.carry._asdict().items()})
+        meta = {"step": self.step, "sampler": self.sampler.state_dict()}
+        save_checkpoint(self.out / CHECKPOINT, {"model": self.model, "optim": self.optimizer}, tensors=tensors, meta=meta)
+
+    def _load(self) -> None:
+        checkpoint = load_checkpoint(self.out / CHECKPOINT)
+        checkpoint.restore("model", self.model)
+        checkpoint.restore("optim", self.optimizer)
+        self.step = int(checkpoint.meta["step"])
+        self.sampler.load_state_dict(checkpoint.meta["sampler"])
+        torch.set_rng_state(checkpoint.tensor("rng/torch"))
+        if self.device.type == "cuda" and checkpoint.has_tensor("rng/cuda"):
+            torch.cuda.set_rng_state(checkpoint.tensor("rng/cuda"), self.device)
+        if checkpoint.has_tensor("carry/deter"):
+            self.carry = State(*(checkpoint.tensor(f"carry/{k}").to(self.device) for k in State._fields))
+        # Forget log lines written after the checkpoint: they will be written again.
+        lines = (self.out / METRICS).read_text().splitlines() if (self.out / METRICS).exists() else []
+        kept = [line for line in lines if line and json.loads(line)["step"] <= self.step]
+        (self.out / METRICS).write_text("".join(line + "\n" for line in kept))
+
+    def _log(self, record: dict[str, Any]) -> None:
+        with open(self.out / METRICS, "a") as f:
+            f.write(json.dumps(record) + "\n")
+        if self._tensorboard is None:
+            from torch.utils.tensorboard import SummaryWriter
+
+            self._tensorboard = SummaryWriter(str(self.out))
+        for key, value in record.items():
+            if key != "step" and isinstance(value, (int, float)):
+                self._tensorboard.add_scalar(key, value, record["step"])
+
+    # ----- training ----------------------------------------------------------------------------
+    def _autocast(self):
+        return torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.config.bf16)
+
+    def _train_step(self, frames, actions, is_first, carry):
+        with self._autocast():
+            loss, metrics, last = self.model.loss(frames, actions, is_first, carry)
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        grad_norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.config.grad_clip)
+        self.optimizer.step()
+        return {k: v.detach() for k, v in metrics.items()}, grad_norm, last
+
+    def train(self) -> WorldModelRun:
+        cfg = self.config
+        self.model.train()
+        bar = tqdm(total=cfg.steps, initial=self.step, desc="world model", unit="step", disable=not self.progress)
+        start_time, start_step = time.perf_counter(), self.step
+        try:
+            while self.step < cfg.steps:
+                frames, actions, is_first = batch_to_torch(self.sampler.sample(), self.device)
+                metrics, grad_norm, last = self._step_fn(frames, actions, is_first, self.carry)
+                loss = float(metrics["loss"])
+                if not math.isfinite(loss):
+                    raise TrainingDiverged(
+                        f"the world-model loss became {loss} at step {self.step + 1}; the last good checkpoint "
+                        f"({self.out / CHECKPOINT}) is kept. Try a lower learning rate or --no-bf16"
+                    )
+                self.carry = detach_state(last) if cfg.carry_state else None
+                self.step += 1
+                bar.update(1)
+                if self.step % cfg.log_every == 0 or self.step == cfg.steps:
+                    speed = (self.step - start_step) / (time.perf_counter() - start_time)
+                    record = {
+                        "step": self.step,
+                        "losses/world_model/loss": loss,
+                        "losses/world_model/image_nll": float(metrics["image_nll"]),
+                        "losses/world_model/kl": float(metrics["kl"]),
+                        "losses/world_model/grad_norm": float(grad_norm),
+                        "charts/steps_per_second": speed,
+                    }
+                    self._log(record)
+                    bar.set_postfix(loss=f"{loss:.1f}", kl=f"{record['losses/world_model/kl']:.2f}", sps=f"{speed:.2f}")
+                if self.step % cfg.eval_every == 0 or self.step == cfg.steps:
+                    self._log({"step": self.step, **self.validate()})
+                if self.step % cfg.checkpoint_every == 0 or self.step == cfg.steps:
+                    self.save()
+        except KeyboardInterrupt:
+            self.save()
+            bar.close()
+            raise
+        finally:
+            bar.close()
+            if self._tensorboard is not None:
+                self._tensorboard.flush()
+        return WorldModelRun(self.out, self.model, self.step)
+
+    # ----- validation --------------------------------------------------------------------------
+    @torch.no_grad()
+    def validate(self, sequences: int = 16, pictures: int = 4) -> dict[str, float]:
+        """Reconstruction and open-loop prediction error on held-out episodes, vs copying the last frame.
+
+        Errors are mean squared errors per pixel in [0, 1] units; also writes the diagnostics.
+        """
+        cfg = self.config
+        episodes = self.val_episodes or self.train_episodes  # a one-episode dataset validates on itself
+        context, horizon = cfg.open_loop_context, cfg.open_loop_horizon
+        try:
+            sampler = WindowSampler(episodes, self.spec, context + horizon, seed=cfg.seed)
+        except DittoError:
+            return {}  # no held-out episode is long enough for an open-loop window
+        self.model.eval()
+        frames, actions, is_first = batch_to_torch(sampler.sample(sequences), self.device)
+        # Validation draws latent samples; fork the RNG so training continues as if it had not run
+        # (a resumed run then matches an uninterrupted one whatever the validation schedule).
+        devices = [self.device] if self.device.type == "cuda" else []
+        with torch.random.fork_rng(devices=devices), self._autocast():
+            posts = self.model.observe(frames, actions, is_first)
+            recon = self.model.decode(self.model.features(posts)).float()
+            _, priors = self.model.rssm.observe(self.model.encoder(frames), actions, is_first)
+            kl = self.model.rssm.kl_loss(posts, priors, cfg.kl_balance, 0.0)[1]
+            context_recon, predictions = self.model.open_loop(frames, actions, is_first, context)
+        self.model.train()
+        target = frames_to_input(frames)
+        open_loop_error = (predictions.float() - target[:, context:]).square().mean((0, 2, 3, 4))
+        copy_last_error = (target[:, context - 1 : context] - target[:, context:]).square().mean((0, 2, 3, 4))
+        metrics = {
+            "val/recon_mse": float((recon - target).square().mean()),
+            "val/kl": float(kl),
+            "val/open_loop_mse": float(open_loop_error.mean()),
+            "val/copy_last_mse": float(copy_last_error.mean()),
+        }
+        for k in (1, 5, 10, 15):
+            if k <= horizon:
+                metrics[f"val/open_loop_mse_k{k}"] = float(open_loop_error[k - 1])
+                metrics[f"val/copy_last_mse_k{k}"] = float(copy_last_error[k - 1])
+        model_frames = to_uint8(torch.cat([context_recon.float(), predictions.float()], 1)).cpu().numpy()
+        real_frames = frames.cpu().numpy()
+        save_grid(self.out / "diagnostics" / "open_loop.png", real_frames[:pictures], model_frames[:pictures], context)
+        save_gif(self.out / "diagnostics" / "open_loop.gif", real_frames[:pictures], model_frames[:pictures], context)
+        return metrics
+
+
+def train_world_model(
+    data: list[str | Path],
+    out: str | Path,
+    config: WorldModelConfig,
+    *,
+    device: str = "auto",
+    resume: bool = False,
+    progress: bool = True,
+) -> WorldModelRun:
+    """Train (or, with resume=True, continue) a world model; see WorldModelTrainer."""
+    return WorldModelTrainer(data, out, config, device, resume, progress).train()

@@ -1,0 +1,189 @@
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from ditto.checkpoint import CheckpointError, load_checkpoint
+from ditto.config import world_model_config
+from ditto.data import ChunkSampler, Dataset
+from ditto.envs import env_spec
+from ditto.errors import DittoError, SpecError
+from ditto.world_model.model import WorldModel
+from ditto.world_model.rssm import State
+from ditto.world_model.trainer import (
+    CHECKPOINT,
+    TrainingDiverged,
+    WorldModelTrainer,
+    load_world_model,
+    train_world_model,
+)
+
+DEBUG = world_model_config("debug")
+
+
+def fake_batch(spec, batch=3, steps=6, seed=0):
+    rng = np.random.default_rng(seed)
+    frames = torch.from_numpy(rng.integers(0, 256, (batch, steps, *spec.obs_shape), dtype=np.uint8))
+    actions = torch.from_numpy(spec.action.encode(rng.integers(0, spec.action.n, (batch, steps))))
+    is_first = torch.zeros(batch, steps, dtype=torch.bool)
+    is_first[:, 0] = True
+    return frames, actions, is_first
+
+
+def test_feature_layout_is_h_then_z():
+    spec = env_spec("ALE/Pong-v5")
+    model = WorldModel(spec, DEBUG)
+    frames, actions, is_first = fake_batch(spec)
+    assert actions.shape[-1] == 18  # Atari: the full action set
+    states = model.observe(frames, actions, is_first)
+    features = model.features(states)
+    assert features.shape == (3, 6, DEBUG.deter + DEBUG.stoch * DEBUG.classes) == (3, 6, model.feature_dim)
+    assert torch.equal(features[..., : DEBUG.deter], states.deter)
+    z = features[..., DEBUG.deter :].reshape(3, 6, DEBUG.stoch, DEBUG.classes)
+    assert torch.allclose(z.sum(-1), torch.ones(3, 6, DEBUG.stoch))  # one-hot per variable
+    assert model.decode(features).shape == (3, 6, 1, 64, 64)
+    step = model.img_step(model.initial(3), model.policy_action_input(torch.eye(6)[[0, 2, 5]]))
+    assert step.deter.shape == (3, DEBUG.deter)
+
+
+def test_policy_actions_map_to_the_full_atari_set():
+    model = WorldModel(env_spec("ALE/Pong-v5"), DEBUG)
+    mapped = model.policy_action_input(torch.eye(6))
+    assert mapped.argmax(-1).tolist() == [0, 1, 3, 4, 11, 12]
+
+
+def test_state_resets_at_episode_start():
+    spec = env_spec("CartPole-v1")
+    model = WorldModel(spec, DEBUG)
+    frames, actions, is_first = fake_batch(spec, batch=2)
+    busy = State(torch.randn(2, DEBUG.deter), torch.rand(2, DEBUG.stoch * DEBUG.classes), torch.randn(2, DEBUG.stoch, DEBUG.classes))
+    torch.manual_seed(0)
+    from_busy = model.observe(frames, actions, is_first, busy)
+    torch.manual_seed(0)
+    from_zero = model.observe(frames, actions, is_first, None)
+    assert torch.allclose(from_busy.deter, from_zero.deter)
+    torch.manual_seed(0)
+    carried = model.observe(frames, actions, torch.zeros_like(is_first), busy)
+    assert not torch.allclose(carried.deter[:, 0], from_zero.deter[:, 0])
+
+
+def test_bad_inputs_are_clear_errors():
+    spec = env_spec("CartPole-v1")
+    model = WorldModel(spec, DEBUG)
+    frames, actions, is_first = fake_batch(spec)
+    with pytest.raises(SpecError, match=r"frames must have shape \(B, T, 1, 64, 64\)"):
+        model.observe(frames[..., :32, :32], actions, is_first)
+    with pytest.raises(SpecError, match=r"actions must have shape \(B, T, 2\) for CartPole-v1"):
+        model.observe(frames, torch.zeros(3, 6, 18), is_first)
+    with pytest.raises(SpecError, match="takes 64x64 frames"):
+        WorldModel(env_spec("CartPole-v1", size=32), DEBUG)
+
+
+def test_chunks_continue_episodes_across_calls(make_dataset):
+    path, episodes = make_dataset(lengths=(5, 12, 30))
+    dataset = Dataset(path)
+    sampler = ChunkSampler(dataset, dataset.spec, batch=2, length=4, seed=0)
+    stream = [sampler.sample() for _ in range(12)]
+    frames = np.concatenate([b.frames for b in stream], 1)  # (2, 48, ...): each row is one stream
+    is_first = np.concatenate([b.is_first for b in stream], 1)
+    for row in range(2):
+        starts = np.flatnonzero(is_first[row])
+        assert starts[0] == 0
+        for begin, end in zip(starts, list(starts[1:]) + [None], strict=True):
+            piece = frames[row, begin:end]
+            match = [e for e in episodes if np.array_equal(e.observations[: len(piece)], piece)]
+            assert match, "a stream is whole episodes played from their first frame, back to back"
+    state = sampler.state_dict()
+    expected = sampler.sample()
+    sampler.load_state_dict(json.loads(json.dumps(state)))
+    assert np.array_equal(sampler.sample().frames, expected.frames)
+
+
+def _losses(run):
+    lines = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    return {r["step"]: r["losses/world_model/loss"] for r in lines if "losses/world_model/loss" in r}
+
+
+def test_training_lowers_the_loss(make_dataset, tmp_path):
+    path, _ = make_dataset(lengths=(40, 40, 40, 40))
+    config = world_model_config("debug", steps=60, log_every=1, eval_every=60, checkpoint_every=60)
+    train_world_model([path], tmp_path / "run", config, progress=False)
+    losses = list(_losses(tmp_path / "run").values())
+    assert np.mean(losses[-10:]) < 0.9 * np.mean(losses[:5])
+    metrics = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    val = [m for m in metrics if "val/recon_mse" in m][-1]
+    assert {"val/kl", "val/open_loop_mse_k1", "val/copy_last_mse_k1"} <= val.keys()
+    assert (tmp_path / "run" / "diagnostics" / "open_loop.png").stat().st_size > 0
+    assert (tmp_path / "run" / "diagnostics" / "open_loop.gif").stat().st_size > 0
+
+
+def test_stop_and_resume_gives_the_same_losses(make_dataset, tmp_path):
+    path, _ = make_dataset(lengths=(20, 25, 30))
+    config = world_model_config("debug", steps=16, log_every=1, eval_every=100, checkpoint_every=8)
+    train_world_model([path], tmp_path / "straight", config, progress=False)
+    train_world_model([path], tmp_path / "split", world_model_config("debug", steps=8, log_every=1, eval_every=100, checkpoint_every=8), progress=False)
+    run = train_world_model([path], tmp_path / "split", config, resume=True, progress=False)
+    assert run.step == 16
+    straight, split = _losses(tmp_path / "straight"), _losses(tmp_path / "split")
+    assert list(split) == list(range(1, 17))
+    assert split == straight
+
+
+def test_save_load_round_trip(make_dataset, tmp_path):
+    path, _ = make_dataset()
+    run = train_world_model([path], tmp_path / "run", world_model_config("debug", steps=4), progress=False)
+    loaded = load_world_model(tmp_path / "run")
+    assert loaded.step == 4
+    for (name, a), b in zip(run.model.state_dict().items(), loaded.model.state_dict().values(), strict=True):
+        assert torch.equal(a, b), name
+    with pytest.raises(DittoError, match="not a world-model run"):
+        load_world_model(tmp_path)
+    (tmp_path / "run" / CHECKPOINT).write_bytes(b"junk")
+    with pytest.raises(CheckpointError, match="not a readable ditto checkpoint"):
+        load_checkpoint(tmp_path / "run" / CHECKPOINT)
+
+
+def test_existing_run_needs_resume(make_dataset, tmp_path):
+    path, _ = make_dataset()
+    train_world_model([path], tmp_path / "run", world_model_config("debug", steps=2), progress=False)
+    with pytest.raises(DittoError, match="pass --resume"):
+        train_world_model([path], tmp_path / "run", world_model_config("debug", steps=2), progress=False)
+
+
+def test_nan_loss_stops_and_keeps_the_last_checkpoint(make_dataset, tmp_path, monkeypatch):
+    path, _ = make_dataset()
+    config = world_model_config("debug", steps=10, checkpoint_every=3)
+    trainer = WorldModelTrainer([path], tmp_path / "run", config, progress=False)
+    real_loss, calls = WorldModel.loss, {"n": 0}
+
+    def loss_that_breaks(self, *args, **kwargs):
+        calls["n"] += 1
+        loss, metrics, last = real_loss(self, *args, **kwargs)
+        if calls["n"] >= 5:
+            metrics = {**metrics, "loss": torch.tensor(float("nan"))}
+        return loss, metrics, last
+
+    monkeypatch.setattr(WorldModel, "loss", loss_that_breaks)
+    with pytest.raises(TrainingDiverged, match="became nan at step 5; the last good checkpoint"):
+        trainer.train()
+    assert load_checkpoint(tmp_path / "run" / CHECKPOINT).meta["step"] == 3
+
+
+def test_ctrl_c_saves_a_checkpoint_to_resume_from(make_dataset, tmp_path, monkeypatch):
+    path, _ = make_dataset()
+    config = world_model_config("debug", steps=10, checkpoint_every=100)
+    trainer = WorldModelTrainer([path], tmp_path / "run", config, progress=False)
+    real_sample, calls = trainer.sampler.sample, {"n": 0}
+
+    def interrupted_sample():
+        calls["n"] += 1
+        if calls["n"] == 7:
+            raise KeyboardInterrupt
+        return real_sample()
+
+    monkeypatch.setattr(trainer.sampler, "sample", interrupted_sample)
+    with pytest.raises(KeyboardInterrupt):
+        trainer.train()
+    assert load_checkpoint(tmp_path / "run" / CHECKPOINT).meta["step"] == 6
+    assert train_world_model([path], tmp_path / "run", config, resume=True, progress=False).step == 10
