@@ -48,7 +48,9 @@ def _print_summary(summary: dict, as_json: bool) -> None:
         print(json.dumps(summary))
         return
     source = ", ".join(f"{k}={v}" for k, v in summary["source"].items()) or "unknown"
-    print(f"{summary['path']}: {summary['env_id']}, frames {tuple(summary['obs_shape'])}, source {source}")
+    print(
+        f"{summary['path']}: {summary['env_id']}, frames {tuple(summary['obs_shape'])}, source {source}"
+    )
     print(f"  episodes {summary['episodes']}, steps {summary['steps']}")
     if summary["episodes"]:
         print(
@@ -84,7 +86,9 @@ def _cmd_expert_eval(args: argparse.Namespace) -> None:
 
     from ditto.data.collect import evaluate_expert
 
-    results = evaluate_expert(args.env, args.expert, args.episodes, epsilon=args.epsilon, seed=args.seed)
+    results = evaluate_expert(
+        args.env, args.expert, args.episodes, epsilon=args.epsilon, seed=args.seed
+    )
     returns = np.array([r for r, _ in results])
     summary = {
         "env_id": args.env,
@@ -92,7 +96,9 @@ def _cmd_expert_eval(args: argparse.Namespace) -> None:
         "epsilon": args.epsilon,
         "episodes": len(returns),
         "return_mean": float(returns.mean()),
-        "return_stderr": float(returns.std(ddof=1) / np.sqrt(len(returns))) if len(returns) > 1 else 0.0,
+        "return_stderr": float(returns.std(ddof=1) / np.sqrt(len(returns)))
+        if len(returns) > 1
+        else 0.0,
         "return_min": float(returns.min()),
         "return_max": float(returns.max()),
         "length_mean": float(np.mean([n for _, n in results])),
@@ -118,17 +124,46 @@ def _cmd_train_world_model(args: argparse.Namespace) -> None:
         batch=args.batch,
         length=args.length,
         seed=args.seed,
-        bf16=False if args.no_bf16 else None,
+        precision=args.precision,
         compile=True if args.compile else None,
         carry_state=False if args.no_carry_state else None,
     )
     run = train_world_model(args.data, args.out, config, device=args.device, resume=args.resume)
-    print(f"world model trained for {run.step} steps: {run.path} (diagnostics in {run.path / 'diagnostics'})")
+    print(
+        f"world model trained for {run.step} steps: {run.path} (diagnostics in {run.path / 'diagnostics'})"
+    )
+
+
+def _cmd_bench_world_model(args: argparse.Namespace) -> None:
+    from ditto.device import resolve_device
+    from ditto.world_model.bench import bench_world_model
+
+    results = bench_world_model(
+        args.preset,
+        args.modes,
+        resolve_device(args.device),
+        steps=args.steps,
+        warmup=args.warmup,
+        batch=args.batch,
+        length=args.length,
+    )
+    for r in results:
+        if args.json:
+            print(json.dumps(r), flush=True)
+        else:
+            extra = f", {r['tflops_per_s']:.1f} TFLOP/s" if "tflops_per_s" in r else ""
+            print(
+                f"{r['preset']:>6} {r['mode']:<13} B{r['batch']}xL{r['length']}: {r['step_s']:.3f} s/step, "
+                f"{r['frames_per_s']:.0f} frames/s, x{r['speedup_vs_first_mode']:.2f} vs {args.modes[0]}{extra} "
+                f"[{r['device']}]",
+                flush=True,
+            )
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="ditto", description="Offline imitation learning from pixels with world models (DITTO)."
+        prog="ditto",
+        description="Offline imitation learning from pixels with world models (DITTO).",
     )
     parser.add_argument("--version", action="version", version=_version())
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -137,10 +172,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--env", required=True, help="env id, e.g. CartPole-v1 or ALE/Pong-v5")
     p.add_argument("--expert", required=True, help=f"expert spec: {EXPERT_HELP}")
     p.add_argument("--episodes", type=int, required=True, help="number of episodes in the dataset")
-    p.add_argument("--out", required=True, help="dataset directory (resumes if it holds the same collection)")
-    p.add_argument("--epsilon", type=float, default=0.0, help="probability of a random action (default 0)")
-    p.add_argument("--seed", type=int, default=0, help="episode i starts from env seed SEED+i (default 0)")
-    p.add_argument("--num-envs", type=int, default=8, help="vectorised envs for frame-only experts (default 8)")
+    p.add_argument(
+        "--out", required=True, help="dataset directory (resumes if it holds the same collection)"
+    )
+    p.add_argument(
+        "--epsilon", type=float, default=0.0, help="probability of a random action (default 0)"
+    )
+    p.add_argument(
+        "--seed", type=int, default=0, help="episode i starts from env seed SEED+i (default 0)"
+    )
+    p.add_argument(
+        "--num-envs", type=int, default=8, help="vectorised envs for frame-only experts (default 8)"
+    )
     p.add_argument("--rgb", action="store_true", help="record RGB frames instead of grayscale")
     p.set_defaults(func=_cmd_collect)
 
@@ -180,21 +223,70 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_cmd_expert_eval)
 
     p = commands.add_parser("train-world-model", help="train a reward-free world model on datasets")
-    p.add_argument("--data", nargs="+", required=True, metavar="DIR", help="datasets (expert and other episodes)")
+    p.add_argument(
+        "--data",
+        nargs="+",
+        required=True,
+        metavar="DIR",
+        help="datasets (expert and other episodes)",
+    )
     p.add_argument("--out", required=True, metavar="RUN", help="run directory")
-    p.add_argument("--preset", default="small", choices=["debug", "small", "paper"], help="model size (default small)")
+    p.add_argument(
+        "--preset",
+        default="small",
+        choices=["debug", "small", "paper"],
+        help="model size (default small)",
+    )
     p.add_argument("--steps", type=int, default=None, help="training steps (default: the preset's)")
-    p.add_argument("--batch", type=int, default=None, help="sequences per batch (default: the preset's)")
-    p.add_argument("--length", type=int, default=None, help="steps per sequence (default: the preset's)")
+    p.add_argument(
+        "--batch", type=int, default=None, help="sequences per batch (default: the preset's)"
+    )
+    p.add_argument(
+        "--length", type=int, default=None, help="steps per sequence (default: the preset's)"
+    )
     p.add_argument("--seed", type=int, default=None)
     p.add_argument("--device", default="auto", help="cpu, cuda, cuda:N or auto (default)")
-    p.add_argument("--resume", action="store_true", help="continue the run in RUN from its checkpoint")
-    p.add_argument("--no-bf16", action="store_true", help="train in float32 instead of bf16 autocast")
+    p.add_argument(
+        "--resume", action="store_true", help="continue the run in RUN from its checkpoint"
+    )
+    p.add_argument(
+        "--precision",
+        choices=["auto", "bf16", "fp32"],
+        default=None,
+        help="auto (default): bf16 autocast on GPUs and on CPUs with native bf16, else fp32",
+    )
     p.add_argument("--compile", action="store_true", help="torch.compile the training step")
     p.add_argument(
-        "--no-carry-state", action="store_true", help="start every chunk from a zero state (no truncated BPTT)"
+        "--no-carry-state",
+        action="store_true",
+        help="start every chunk from a zero state (no truncated BPTT)",
     )
     p.set_defaults(func=_cmd_train_world_model)
+
+    bench = commands.add_parser("bench", help="speed benchmarks")
+    sub = bench.add_subparsers(dest="bench_command", required=True, metavar="COMMAND")
+    p = sub.add_parser("world-model", help="training steps/s: fp32 eager vs bf16 vs bf16 + compile")
+    p.add_argument(
+        "--preset",
+        nargs="+",
+        default=["debug", "small", "paper"],
+        choices=["debug", "small", "paper"],
+    )
+    p.add_argument(
+        "--modes",
+        nargs="+",
+        default=["fp32", "bf16", "fp32+compile", "bf16+compile"],
+        choices=["fp32", "bf16", "fp32+compile", "bf16+compile"],
+    )
+    p.add_argument("--device", default="auto")
+    p.add_argument("--steps", type=int, default=5, help="timed steps per mode (median reported)")
+    p.add_argument(
+        "--warmup", type=int, default=2, help="untimed steps first (compilation happens here)"
+    )
+    p.add_argument("--batch", type=int, default=None, help="override the preset's batch")
+    p.add_argument("--length", type=int, default=None, help="override the preset's sequence length")
+    p.add_argument("--json", action="store_true", help="one JSON object per line")
+    p.set_defaults(func=_cmd_bench_world_model)
     return parser
 
 

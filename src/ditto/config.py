@@ -35,7 +35,7 @@ class WorldModelConfig:
     steps: int = 100_000
     carry_state: bool = True  # truncated BPTT: carry h, z across consecutive chunks of an episode
     # Speed.
-    bf16: bool = True  # bf16 autocast (CPU and GPU)
+    precision: str = "auto"  # auto | bf16 | fp32: auto = bf16 autocast where the hardware has fast bf16
     compile: bool = False  # torch.compile the training step
     # Logging, validation, checkpoints (in training steps).
     log_every: int = 50
@@ -68,7 +68,7 @@ WORLD_MODEL_PRESETS: dict[str, WorldModelConfig] = {
         batch=4,
         length=8,
         steps=20,
-        bf16=False,  # on CPU, bf16 autocast is slower than fp32 for a model this small
+        precision="fp32",  # on CPU, bf16 autocast is slower than fp32 for a model this small
         log_every=5,
         eval_every=10,
         checkpoint_every=10,

@@ -28,6 +28,7 @@ import ditto
 from ditto.checkpoint import load_checkpoint, save_checkpoint
 from ditto.config import WorldModelConfig
 from ditto.data import ChunkSampler, Episode, WindowBatch, WindowSampler, open_datasets
+from ditto.device import resolve_device, use_bf16
 from ditto.errors import DittoError
 from ditto.io import atomic_write_json
 from ditto.specs import EnvSpec
@@ -43,14 +44,6 @@ METRICS = "metrics.jsonl"
 
 class TrainingDiverged(DittoError):
     """The loss became NaN or Inf."""
-
-
-def resolve_device(device: str = "auto") -> torch.device:
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        raise DittoError(f"--device {device}: CUDA is not available on this machine; use --device cpu")
-    return torch.device(device)
 
 
 def split_episodes(num_episodes: int, fraction: float, seed: int) -> tuple[list[int], list[int]]:
@@ -103,6 +96,7 @@ class WorldModelTrainer:
     ):
         self.out, self.progress = Path(out), progress
         self.device = resolve_device(device)
+        self.bf16 = use_bf16(config.precision, self.device)
         has_checkpoint = (self.out / CHECKPOINT).exists()
         if has_checkpoint and not resume:
             raise DittoError(f"{self.out} already holds a trained run; pass --resume to continue it or choose a new --out")
@@ -147,6 +141,7 @@ class WorldModelTrainer:
                 "train_episodes": len(self.train_episodes),
                 "val_episodes": len(self.val_episodes),
                 "device": str(self.device),
+                "bf16": self.bf16,
                 "versions": {"ditto": ditto.__version__, "torch": torch.__version__, "python": platform.python_version()},
             },
         )
@@ -189,7 +184,7 @@ class WorldModelTrainer:
 
     # ----- training ----------------------------------------------------------------------------
     def _autocast(self):
-        return torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.config.bf16)
+        return torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.bf16)
 
     def _train_step(self, frames, actions, is_first, carry):
         with self._autocast():
@@ -213,7 +208,7 @@ class WorldModelTrainer:
                 if not math.isfinite(loss):
                     raise TrainingDiverged(
                         f"the world-model loss became {loss} at step {self.step + 1}; the last good checkpoint "
-                        f"({self.out / CHECKPOINT}) is kept. Try a lower learning rate or --no-bf16"
+                        f"({self.out / CHECKPOINT}) is kept. Try a lower learning rate or --precision fp32"
                     )
                 self.carry = detach_state(last) if cfg.carry_state else None
                 self.step += 1

@@ -1,0 +1,147 @@
+"""Training-step speed of the world model: fp32 eager vs bf16 autocast vs bf16 + torch.compile.
+
+    ditto bench world-model --preset small --device cpu
+
+All modes run in one process on the same synthetic batch (speed does not
+depend on the pixels), so their ratios are comparable; each mode reports the
+median over timed steps after warm-up (compilation happens during warm-up).
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+from collections.abc import Iterator
+from dataclasses import replace
+
+import numpy as np
+import torch
+
+from ditto.config import world_model_config
+from ditto.envs import env_spec
+from ditto.world_model.model import WorldModel
+
+MODES = {
+    "fp32": (False, False),
+    "bf16": (True, False),
+    "fp32+compile": (False, True),
+    "bf16+compile": (True, True),
+}
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def step_flops(model: WorldModel, batch: int, length: int, device: torch.device) -> float | None:
+    """FLOPs of one training step (forward + backward), counted by torch's FlopCounterMode."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    frames, actions, is_first = _batch(model, batch, length, device)
+    counter = FlopCounterMode(display=False)
+    with counter:
+        loss, _, _ = model.loss(frames, actions, is_first)
+        loss.backward()
+    model.zero_grad(set_to_none=True)
+    return float(counter.get_total_flops())
+
+
+def _batch(model: WorldModel, batch: int, length: int, device: torch.device):
+    rng = np.random.default_rng(0)
+    spec = model.spec
+    frames = torch.from_numpy(
+        rng.integers(0, 256, (batch, length, *spec.obs_shape), dtype=np.uint8)
+    )
+    actions = torch.from_numpy(spec.action.encode(rng.integers(0, spec.action.n, (batch, length))))
+    is_first = torch.zeros(batch, length, dtype=torch.bool)
+    is_first[:, 0] = True
+    return frames.to(device), actions.to(device), is_first.to(device)
+
+
+def bench_mode(
+    preset: str,
+    mode: str,
+    device: torch.device,
+    env_id: str,
+    steps: int,
+    warmup: int,
+    batch: int | None,
+    length: int | None,
+) -> dict:
+    bf16, compiled = MODES[mode]
+    config = world_model_config(preset, batch=batch, length=length)
+    config = replace(config, precision="bf16" if bf16 else "fp32", compile=compiled)
+    torch.manual_seed(0)
+    model = WorldModel(env_spec(env_id), config).to(device)
+    if device.type == "cuda":
+        model = model.to(memory_format=torch.channels_last)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, eps=config.eps)
+    frames, actions, is_first = _batch(model, config.batch, config.length, device)
+
+    def train_step():
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
+            loss, _, _ = model.loss(frames, actions, is_first)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
+        optimizer.step()
+
+    step = torch.compile(train_step) if compiled else train_step
+    start = time.perf_counter()
+    for _ in range(warmup):
+        step()
+    _sync(device)
+    warmup_s = time.perf_counter() - start
+    times = []
+    for _ in range(steps):
+        start = time.perf_counter()
+        step()
+        _sync(device)
+        times.append(time.perf_counter() - start)
+    median = statistics.median(times)
+    result = {
+        "preset": preset,
+        "mode": mode,
+        "device": _device_name(device),
+        "batch": config.batch,
+        "length": config.length,
+        "params": sum(p.numel() for p in model.parameters()),
+        "step_s": median,
+        "steps_per_s": 1.0 / median,
+        "frames_per_s": config.batch * config.length / median,
+        "warmup_s": warmup_s,
+    }
+    if device.type == "cuda":
+        flops = step_flops(model, config.batch, config.length, device)
+        result["tflops_per_s"] = flops / median / 1e12
+    return result
+
+
+def _device_name(device: torch.device) -> str:
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    import os
+    import platform
+
+    return f"cpu ({platform.machine()}, {os.cpu_count()} cores, {torch.get_num_threads()} threads)"
+
+
+def bench_world_model(
+    presets: list[str],
+    modes: list[str],
+    device: torch.device,
+    env_id: str = "ALE/Pong-v5",
+    steps: int = 5,
+    warmup: int = 2,
+    batch: int | None = None,
+    length: int | None = None,
+) -> Iterator[dict]:
+    """One result per preset x mode, as each finishes; speedups are against the first mode."""
+    for preset in presets:
+        baseline = None
+        for mode in modes:
+            result = bench_mode(preset, mode, device, env_id, steps, warmup, batch, length)
+            baseline = baseline or result["step_s"]
+            result["speedup_vs_first_mode"] = baseline / result["step_s"]
+            yield result
