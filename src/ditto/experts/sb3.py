@@ -1,0 +1,783 @@
+"""Experts from stable-baselines3 checkpoints and RL-Baselines3-Zoo run folders.
+
+    expert = load_sb3_expert("experts/walker.zip", "BipedalWalker-v3")
+    expert = load_sb3_expert("PPO:experts/walker.zip", "BipedalWalker-v3")  # algorithm named
+    expert = load_zoo_expert("rl-trained-agents/ppo/BreakoutNoFrameskip-v4_1", "ALE/Breakout-v5")
+
+The agent acts on its OWN observation, not on the 64x64 frame the dataset records:
+
+- envs whose agent was trained on the state vector: `env.get_wrapper_attr("state")`;
+- Atari agents trained with SB3's AtariWrapper: a stack of 84x84 grayscale frames
+  built from the full-resolution max-pooled RGB screen (`env.get_wrapper_attr("screen")`),
+  so the env must be made with `keep_screen=True` (`expert.keep_screen` says so).
+  The expert also replays what AtariWrapper hid from the agent during training: the
+  frame stack restarts (zeros) after every reset and lost life, and games with a FIRE
+  button get FIRE then action 2 after a reset (plus a NOOP first after a lost life),
+  as SB3's EpisodicLifeEnv and FireResetEnv do. These steps are the expert's actions.
+
+Observation normalisation (VecNormalize statistics) is applied without updates:
+
+- `sb3:PATH.zip` uses `PATH.vecnormalize.pkl` (PATH without `.zip`) when it exists;
+  `train_ppo` writes that file next to the model it saves;
+- `zoo:FOLDER` uses `FOLDER/<ENV>/vecnormalize.pkl` when config.yml asks for `normalize`.
+
+vecnormalize.pkl and config.yml are read without executing code from them: only the
+normalisation statistics are taken from the pickle, and config.yml is parsed by a safe
+YAML loader that understands the Zoo's OrderedDict tag. (Loading the .zip itself goes
+through SB3, which unpickles parts of it: load checkpoints you trust.)
+
+`act` must be called exactly once per env step (it advances the frame stack), and
+`reset(env)` after every `env.reset()`.
+"""
+
+from __future__ import annotations
+
+import _compat_pickle
+import json
+import pickle
+import zipfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+import yaml
+
+from ditto.envs import env_spec, is_atari
+from ditto.errors import ExpertError
+from ditto.experts.base import Expert
+from ditto.specs import ActionSpec
+
+__all__ = [
+    "ALGORITHMS",
+    "AtariPreprocessing",
+    "ObsNormalizer",
+    "SB3Expert",
+    "load_sb3_expert",
+    "load_vecnormalize",
+    "load_zoo_config",
+    "load_zoo_expert",
+    "vecnormalize_path",
+]
+
+# Algorithms that load with stable-baselines3 alone; sb3-contrib ones load when it is installed.
+ALGORITHMS = ("PPO", "A2C", "DQN", "SAC", "TD3", "DDPG")
+CONTRIB_ALGORITHMS = ("QRDQN", "TQC", "TRPO", "ARS")
+
+# What load() must not deserialise for prediction (schedules pickled with another Python
+# often fail to load); the Zoo's own enjoy.py replaces the same entries.
+_PREDICT_ONLY_OBJECTS = {
+    "learning_rate": 0.0,
+    "lr_schedule": lambda _: 0.0,
+    "clip_range": lambda _: 0.0,
+    "exploration_schedule": lambda _: 0.0,
+}
+
+
+def vecnormalize_path(model_path: str | Path) -> Path:
+    """Where the VecNormalize statistics of `model_path` live: `walker.zip` -> `walker.vecnormalize.pkl`."""
+    path = Path(model_path)
+    stem = path.name[: -len(".zip")] if path.name.endswith(".zip") else path.name
+    return path.with_name(f"{stem}.vecnormalize.pkl")
+
+
+# --------------------------------------------------------------------------------------------
+# Observation normalisation: VecNormalize statistics, read without running the pickle's code.
+
+
+@dataclass
+class ObsNormalizer:
+    """VecNormalize's observation normalisation, frozen: clip((obs - mean) / sqrt(var + eps))."""
+
+    mean: np.ndarray
+    var: np.ndarray
+    clip_obs: float
+    epsilon: float
+
+    def __call__(self, obs: np.ndarray) -> np.ndarray:
+        scaled = (np.asarray(obs, dtype=np.float64) - self.mean) / np.sqrt(self.var + self.epsilon)
+        return np.clip(scaled, -self.clip_obs, self.clip_obs).astype(np.float32)
+
+
+class _Record:
+    """Stands in for any SB3 / gym class in a pickle: keeps its attributes, runs no code."""
+
+    _ditto_global = "?"
+
+    def __new__(cls, *args, **kwargs):
+        return object.__new__(cls)
+
+    def __init__(self, *args, **kwargs):
+        pass
+
+    def __setstate__(self, state):
+        parts = state if isinstance(state, tuple) else (state,)  # (dict, slots) or anything
+        for part in parts:
+            if isinstance(part, dict):
+                self.__dict__.update(part)
+
+    def __repr__(self) -> str:
+        return f"<{self._ditto_global}>"
+
+
+_RECORD_MODULES = (
+    "stable_baselines3",
+    "sb3_contrib",
+    "rl_zoo3",
+    "gym",
+    "gymnasium",
+)
+_SAFE_GLOBALS = {
+    ("numpy", "ndarray"),
+    ("numpy", "dtype"),
+    ("numpy._core.multiarray", "_reconstruct"),
+    ("numpy._core.multiarray", "scalar"),
+    ("numpy._core.numeric", "_frombuffer"),
+    ("collections", "OrderedDict"),
+    ("copyreg", "_reconstructor"),
+    ("_codecs", "encode"),  # bytes in protocols 0-2
+    *(
+        ("builtins", t)
+        for t in ("object", "set", "frozenset", "slice", "complex", "bytes", "bytearray")
+    ),
+    *(("builtins", t) for t in ("str", "int", "float", "bool", "list", "tuple", "dict")),
+}
+
+
+class _StatsUnpickler(pickle.Unpickler):
+    """Loads numpy arrays for real and every SB3/gym object as a _Record; refuses the rest."""
+
+    _records: dict[tuple[str, str], type] = {}
+
+    def find_class(self, module: str, name: str):
+        # Python 2 names (protocols 0-2), mapped as pickle.Unpickler(fix_imports=True) does
+        if (module, name) in _compat_pickle.NAME_MAPPING:
+            module, name = _compat_pickle.NAME_MAPPING[(module, name)]
+        module = _compat_pickle.IMPORT_MAPPING.get(module, module)
+        if module.startswith(("numpy.core.", "numpy._core.")):  # numpy 1.x / 2.x spellings
+            rest = module.split(".", 2)[2]
+            if ("numpy._core." + rest, name) in _SAFE_GLOBALS:
+                for spelling in ("numpy._core.", "numpy.core."):
+                    try:
+                        return super().find_class(spelling + rest, name)
+                    except (ImportError, AttributeError):
+                        continue
+        elif (module, name) in _SAFE_GLOBALS:
+            return super().find_class(module, name)
+        if module.split(".")[0] in _RECORD_MODULES or module.startswith(
+            "numpy.random"
+        ):  # RNG state
+            key = (module, name)
+            if key not in self._records:
+                self._records[key] = type(name, (_Record,), {"_ditto_global": f"{module}.{name}"})
+            return self._records[key]
+        raise pickle.UnpicklingError(f"refusing to load {module}.{name}")
+
+
+def _read_stats_pickle(path: Path) -> Any:
+    try:
+        with open(path, "rb") as f:
+            return _StatsUnpickler(f).load()
+    except (
+        pickle.UnpicklingError,
+        EOFError,
+        AttributeError,
+        ImportError,
+        TypeError,
+        ValueError,
+    ) as exc:
+        raise ExpertError(f"cannot read VecNormalize statistics {path}: {exc}") from None
+
+
+def load_vecnormalize(path: str | Path) -> ObsNormalizer | None:
+    """The observation normalisation saved by VecNormalize.save(path); None if it had norm_obs=False."""
+    path = Path(path)
+    if not path.is_file():
+        raise ExpertError(f"VecNormalize statistics {path} do not exist")
+    saved = _read_stats_pickle(path)
+    if not getattr(saved, "norm_obs", True):
+        return None
+    obs_rms = getattr(saved, "obs_rms", None)
+    if isinstance(obs_rms, dict):
+        raise ExpertError(f"{path}: VecNormalize of dict observations is not supported")
+    mean, var = getattr(obs_rms, "mean", None), getattr(obs_rms, "var", None)
+    if (
+        not isinstance(mean, np.ndarray)
+        or not isinstance(var, np.ndarray)
+        or mean.shape != var.shape
+    ):
+        raise ExpertError(f"{path} is not a VecNormalize save (no observation mean/var found)")
+    return ObsNormalizer(
+        mean=mean.astype(np.float64),
+        var=var.astype(np.float64),
+        clip_obs=float(getattr(saved, "clip_obs", 10.0)),
+        epsilon=float(getattr(saved, "epsilon", 1e-8)),
+    )
+
+
+# --------------------------------------------------------------------------------------------
+# The expert.
+
+
+@dataclass
+class AtariPreprocessing:
+    """What SB3's AtariWrapper did to the agent's observations and episodes (its kwargs)."""
+
+    screen_size: int = 84
+    frame_skip: int = 4
+    terminal_on_life_loss: bool = True
+    fire_reset: bool = True  # applies to games whose action 1 is FIRE, as FireResetEnv does
+
+
+@dataclass
+class _TimeFeature:
+    """sb3-contrib's TimeFeatureWrapper: appends 1 - t / max_steps (1.0 in test mode)."""
+
+    max_steps: int
+    test_mode: bool = False
+
+
+@dataclass
+class _Layout:
+    """How one observation becomes the policy's input."""
+
+    single_shape: tuple[int, ...]  # one observation (images channel-last), before stacking
+    n_stack: int = 1  # VecFrameStack along the last axis, oldest first, zeros after reset
+    channels_first: bool = False  # the policy wants (C, H, W) (VecTransposeImage)
+    pending_after_reset: list[int] = field(default_factory=list)
+    pending_after_life_loss: list[int] = field(default_factory=list)
+
+
+class SB3Expert(Expert):
+    """A stable-baselines3 policy acting deterministically on its own observation."""
+
+    def __init__(
+        self,
+        model,
+        env_id: str,
+        layout: _Layout,
+        *,
+        source: str,
+        normalizer: ObsNormalizer | None = None,
+        atari: AtariPreprocessing | None = None,
+        time_feature: _TimeFeature | None = None,
+    ):
+        self.model, self.env_id, self.source = model, env_id, source
+        self.layout, self.normalizer = layout, normalizer
+        self.atari, self.time_feature = atari, time_feature
+        self.keep_screen = atari is not None
+        self.discrete = isinstance(model.action_space, gym.spaces.Discrete)
+        # normalised observations stay float32, as VecNormalize hands them to the policy
+        self._dtype = np.float32 if normalizer is not None else model.observation_space.dtype
+        self._stack: np.ndarray | None = None
+        self._pending: list[int] = []
+        self._lives = 0
+        self._t = 0
+
+    def reset(self, env: gym.Env) -> None:
+        self._stack = None
+        self._t = 0
+        self._pending = list(self.layout.pending_after_reset)
+        if self.atari is not None:
+            frame_skip = _wrapper_attr(env, "frame_skip", None)
+            if frame_skip is not None and frame_skip != self.atari.frame_skip:
+                raise ExpertError(
+                    f"SB3 expert {self.source} was trained with frame skip {self.atari.frame_skip}, "
+                    f"but the env skips {frame_skip} frames"
+                )
+            self._lives = int(env.unwrapped.ale.lives())
+
+    def act(self, env: gym.Env, frame: np.ndarray) -> int | np.ndarray:
+        if self.atari is not None:
+            lives = int(env.unwrapped.ale.lives())
+            if self.atari.terminal_on_life_loss and 0 < lives < self._lives:
+                # AtariWrapper ended the agent's episode here: a fresh frame stack after
+                # EpisodicLifeEnv's NOOP and FireResetEnv's FIRE, 2.
+                self._stack = None
+                self._pending = list(self.layout.pending_after_life_loss)
+            self._lives = lives
+            if self._pending:
+                return self._pending.pop(0)
+        obs = self._observe(env)
+        action, _ = self.model.predict(obs, deterministic=True)
+        self._t += 1
+        if self.discrete:
+            return int(np.asarray(action).reshape(-1)[0])
+        return np.asarray(action, dtype=np.float32).reshape(-1)
+
+    def _single(self, env: gym.Env) -> np.ndarray:
+        if self.atari is not None:
+            import cv2
+
+            screen = _wrapper_attr(env, "screen", None)
+            if screen is None:
+                raise ExpertError(
+                    f"SB3 expert {self.source} builds its 84x84 frames from the full screen: "
+                    "make the env with keep_screen=True (see expert.keep_screen)"
+                )
+            size = self.atari.screen_size
+            gray = cv2.cvtColor(screen, cv2.COLOR_RGB2GRAY)
+            return cv2.resize(gray, (size, size), interpolation=cv2.INTER_AREA)[:, :, None]
+        state = _wrapper_attr(env, "state", None)
+        if state is None:
+            raise ExpertError(
+                f"SB3 expert {self.source} acts on the env's state vector, but the env keeps none "
+                "(make it with ditto.envs.make_env)"
+            )
+        state = np.asarray(state)
+        if self.time_feature is not None:
+            tf = self.time_feature
+            feature = 1.0 if tf.test_mode else 1.0 - self._t / tf.max_steps
+            state = np.append(state, np.asarray(feature, dtype=state.dtype))
+        return state
+
+    def _observe(self, env: gym.Env) -> np.ndarray:
+        single = self._single(env)
+        if single.shape != self.layout.single_shape:
+            raise ExpertError(
+                f"SB3 expert {self.source}: the env gave an observation of shape {single.shape}, "
+                f"expected {self.layout.single_shape}"
+            )
+        if self.normalizer is not None:
+            single = self.normalizer(single)
+        n = self.layout.n_stack
+        if n == 1:
+            obs = single
+        else:
+            c = single.shape[-1]
+            if self._stack is None:
+                self._stack = np.zeros((*single.shape[:-1], c * n), dtype=self._dtype)
+            self._stack[..., :-c] = self._stack[..., c:]
+            self._stack[..., -c:] = single
+            obs = self._stack
+        if self.layout.channels_first:
+            obs = obs.transpose(2, 0, 1)
+        return np.ascontiguousarray(obs, dtype=self._dtype)
+
+
+def _wrapper_attr(env: gym.Env, name: str, default: Any) -> Any:
+    try:
+        return env.get_wrapper_attr(name)
+    except AttributeError:
+        return default
+
+
+# --------------------------------------------------------------------------------------------
+# Loading checkpoints.
+
+
+def _read_zip_data(path: Path) -> dict[str, Any]:
+    """The JSON `data` entry of an SB3 zip (hyperparameters, spaces, num_timesteps)."""
+    try:
+        with zipfile.ZipFile(path) as archive:
+            return json.loads(archive.read("data"))
+    except (zipfile.BadZipFile, KeyError, json.JSONDecodeError, UnicodeDecodeError):
+        raise ExpertError(
+            f"{path} is not a stable-baselines3 checkpoint (a .zip with a 'data' entry)"
+        ) from None
+
+
+def _guess_algorithm(data: dict[str, Any]) -> str | None:
+    module = str(data.get("policy_class", {}).get("__module__", ""))
+    if "recurrent" in module:
+        raise ExpertError("recurrent (LSTM) SB3 policies are not supported as experts")
+    for part, algo in (
+        (".dqn.", "DQN"),
+        (".sac.", "SAC"),
+        (".td3.", "TD3"),
+        (".qrdqn.", "QRDQN"),
+        (".tqc.", "TQC"),
+        (".trpo.", "TRPO"),
+        (".ars.", "ARS"),
+        (".ppo.", "PPO"),
+        (".a2c.", "A2C"),
+    ):
+        if part in module + ".":
+            return algo
+    if "policies" in module and "n_steps" in data:  # ActorCriticPolicy: PPO or A2C
+        return "PPO" if "clip_range" in data else "A2C"
+    return None
+
+
+def _algorithm_class(name: str):
+    import stable_baselines3
+
+    upper = name.upper()
+    if upper in ALGORITHMS:
+        return getattr(stable_baselines3, upper)
+    if upper in CONTRIB_ALGORITHMS:
+        try:
+            import sb3_contrib
+        except ImportError:
+            raise ExpertError(
+                f"{upper} checkpoints need sb3-contrib: pip install sb3-contrib"
+            ) from None
+        return getattr(sb3_contrib, upper)
+    raise ExpertError(
+        f"unknown algorithm {name!r}; expected one of {', '.join(ALGORITHMS + CONTRIB_ALGORITHMS)}"
+    )
+
+
+def _split_algorithm(spec: str) -> tuple[str | None, str]:
+    """'PPO:path.zip' -> ('PPO', 'path.zip'); 'path.zip' -> (None, 'path.zip')."""
+    head, sep, rest = spec.partition(":")
+    if sep and head.upper() in ALGORITHMS + CONTRIB_ALGORITHMS:
+        return head.upper(), rest
+    return None, spec
+
+
+def _resolve_zip(path_str: str) -> Path:
+    path = Path(path_str).expanduser()
+    if (
+        not path.is_file()
+        and path.suffix != ".zip"
+        and path.with_name(path.name + ".zip").is_file()
+    ):
+        path = path.with_name(path.name + ".zip")
+    if not path.exists():
+        raise ExpertError(f"SB3 expert checkpoint {path} does not exist")
+    if not path.is_file():
+        raise ExpertError(
+            f"SB3 expert checkpoint {path} is not a file (for a Zoo run folder use zoo:FOLDER)"
+        )
+    return path
+
+
+def _load_model(path: Path, algorithm: str | None):
+    data = _read_zip_data(path)
+    if algorithm is None:
+        algorithm = _guess_algorithm(data)
+    candidates = [algorithm] if algorithm else ["PPO", "A2C", "DQN", "SAC", "TD3"]
+    errors = []
+    for name in candidates:
+        cls = _algorithm_class(name)
+        try:
+            return cls.load(path, device="cpu", custom_objects=dict(_PREDICT_ONLY_OBJECTS))
+        except Exception as exc:  # SB3 raises anything from deep inside
+            errors.append(
+                f"{name}: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
+            )
+    raise ExpertError(f"cannot load SB3 checkpoint {path} ({'; '.join(errors)})")
+
+
+def _check_actions(model, action: ActionSpec, env_id: str, source: str) -> None:
+    space = model.action_space
+    if isinstance(space, gym.spaces.Discrete):
+        found = ("discrete", int(space.n))
+    elif isinstance(space, gym.spaces.Box) and len(space.shape) == 1:
+        found = ("continuous", int(space.shape[0]))
+    else:
+        raise ExpertError(
+            f"SB3 expert {source} has action space {space}, which ditto does not support"
+        )
+    if found != (action.kind, action.n):
+        raise ExpertError(
+            f"SB3 expert {source} has {found[0]}({found[1]}) actions, "
+            f"but {env_id} has {action.kind}({action.n}) actions"
+        )
+
+
+def _state_shape(env_id: str) -> tuple[int, ...]:
+    env = gym.make(env_id)
+    try:
+        space = env.observation_space
+    finally:
+        env.close()
+    if not isinstance(space, gym.spaces.Box):
+        raise ExpertError(f"{env_id} has observation space {space}; SB3 experts need a Box state")
+    return tuple(int(s) for s in space.shape)
+
+
+def _stacked(single: tuple[int, ...], n_stack: int) -> tuple[int, ...]:
+    return (*single[:-1], single[-1] * n_stack)
+
+
+def _channels_first(shape: tuple[int, ...]) -> tuple[int, ...]:
+    return (shape[-1], *shape[:-1])
+
+
+def _build_expert(
+    model,
+    env_id: str,
+    source: str,
+    *,
+    normalizer: ObsNormalizer | None,
+    frame_stack: int | None,
+    atari_kwargs: dict[str, Any] | None,
+    time_feature_kwargs: dict[str, Any] | None,
+) -> SB3Expert:
+    spec = env_spec(env_id)
+    _check_actions(model, spec.action, env_id, source)
+    space = model.observation_space
+    found = tuple(int(s) for s in getattr(space, "shape", ()) or ())
+    if not isinstance(space, gym.spaces.Box):
+        raise ExpertError(f"SB3 expert {source} has observation space {space}; ditto needs a Box")
+
+    atari: AtariPreprocessing | None = None
+    time_feature: _TimeFeature | None = None
+    layout: _Layout | None = None
+    if is_atari(env_id):
+        atari = AtariPreprocessing(**_known_kwargs(AtariPreprocessing, atari_kwargs or {}))
+        size = atari.screen_size
+        stack = frame_stack
+        if stack is None and len(found) == 3:
+            # an sb3: checkpoint without config: the channels are the stacked grayscale frames
+            stack = found[-1] if found[:2] == (size, size) else found[0]
+        stack = stack or 1
+        single = (size, size, 1)
+        expected = _stacked(single, stack)
+        if found == expected:
+            layout = _Layout(single, stack, channels_first=False)
+        elif found == _channels_first(expected):
+            layout = _Layout(single, stack, channels_first=True)
+        else:
+            shapes = (
+                f"{_channels_first(expected)} or {expected}"
+                if frame_stack
+                else f"(k, {size}, {size}) or ({size}, {size}, k)"
+            )
+            raise ExpertError(
+                f"SB3 expert {source} expects observations of shape {found}, but an Atari expert "
+                f"for {env_id} needs {frame_stack or 'k'} stacked {size}x{size} grayscale frames "
+                f"(SB3's AtariWrapper): shape {shapes}"
+            )
+        meanings = spec.action.meanings or ()
+        fire = atari.fire_reset and len(meanings) >= 3 and meanings[1] == "FIRE"
+        layout.pending_after_reset = [1, 2] if fire else []
+        layout.pending_after_life_loss = [0, 1, 2] if fire else [0]
+    else:
+        state = _state_shape(env_id)
+        if time_feature_kwargs is not None:
+            if len(state) != 1:
+                raise ExpertError(f"TimeFeatureWrapper needs a 1-d state; {env_id} has {state}")
+            max_steps = gym.spec(env_id).max_episode_steps or int(
+                time_feature_kwargs.get("max_steps", 1000)
+            )
+            time_feature = _TimeFeature(
+                max_steps, bool(time_feature_kwargs.get("test_mode", False))
+            )
+            state = (state[0] + 1,)
+        stack = frame_stack or 1
+        expected = _stacked(state, stack)
+        if found == expected:
+            layout = _Layout(state, stack)
+        elif len(state) == 3 and found == _channels_first(expected):  # an image state (CarRacing)
+            layout = _Layout(state, stack, channels_first=True)
+        else:
+            what = f"{env_id}'s state vector" + (f" stacked {stack} times" if stack > 1 else "")
+            raise ExpertError(
+                f"SB3 expert {source} expects observations of shape {found}, but {what} has "
+                f"shape {expected}; is the checkpoint for another env?"
+            )
+    if normalizer is not None and normalizer.mean.shape != layout.single_shape:
+        raise ExpertError(
+            f"SB3 expert {source}: VecNormalize statistics have shape {normalizer.mean.shape}, "
+            f"but one observation has shape {layout.single_shape}"
+        )
+    return SB3Expert(
+        model,
+        env_id,
+        layout,
+        source=source,
+        normalizer=normalizer,
+        atari=atari,
+        time_feature=time_feature,
+    )
+
+
+def _known_kwargs(cls, kwargs: dict[str, Any]) -> dict[str, Any]:
+    known = {f for f in cls.__dataclass_fields__}
+    return {k: v for k, v in kwargs.items() if k in known}
+
+
+def load_sb3_expert(path: str, env_id: str) -> SB3Expert:
+    """An expert from a stable-baselines3 checkpoint `path` (optionally `ALGO:path`).
+
+    The algorithm is read from the checkpoint; `PATH.vecnormalize.pkl` next to the zip
+    (see `vecnormalize_path`) supplies observation normalisation when it exists. Atari
+    checkpoints are taken to be trained with SB3's default AtariWrapper, their channels
+    being the stacked frames.
+    """
+    algorithm, path = _split_algorithm(path)
+    zip_path = _resolve_zip(path)
+    model = _load_model(zip_path, algorithm)
+    stats = vecnormalize_path(zip_path)
+    normalizer = load_vecnormalize(stats) if stats.is_file() else None
+    return _build_expert(
+        model,
+        env_id,
+        str(zip_path),
+        normalizer=normalizer,
+        frame_stack=None,
+        atari_kwargs=None,
+        time_feature_kwargs=None,
+    )
+
+
+# --------------------------------------------------------------------------------------------
+# RL-Baselines3-Zoo run folders.
+
+
+class _ZooConfigLoader(yaml.SafeLoader):
+    """SafeLoader plus the two python tags the Zoo writes: OrderedDict and tuple."""
+
+
+def _construct_ordered_dict(loader: yaml.SafeLoader, node: yaml.Node) -> dict[str, Any]:
+    if isinstance(node, yaml.SequenceNode):
+        args = loader.construct_sequence(node, deep=True)
+    elif isinstance(node, yaml.MappingNode):
+        args = loader.construct_mapping(node, deep=True).get("args", [])
+    else:
+        args = []
+    pairs = args[0] if args else []
+    if isinstance(pairs, dict):
+        return dict(pairs)
+    return {key: value for key, value in pairs}
+
+
+def _construct_tuple(loader: yaml.SafeLoader, node: yaml.Node) -> tuple:
+    return tuple(loader.construct_sequence(node, deep=True))
+
+
+_ZooConfigLoader.add_constructor(
+    "tag:yaml.org,2002:python/object/apply:collections.OrderedDict", _construct_ordered_dict
+)
+_ZooConfigLoader.add_constructor("tag:yaml.org,2002:python/tuple", _construct_tuple)
+
+
+def load_zoo_config(path: str | Path) -> dict[str, Any]:
+    """A Zoo config.yml (a dict, an [key, value] list or a tagged OrderedDict) as a dict."""
+    path = Path(path)
+    try:
+        with open(path, encoding="utf-8") as f:
+            data = yaml.load(f, Loader=_ZooConfigLoader)  # a SafeLoader subclass: no code runs
+    except yaml.YAMLError as exc:
+        raise ExpertError(f"cannot read Zoo config {path}: {str(exc).splitlines()[0]}") from None
+    if data is None:
+        return {}
+    if isinstance(data, list) and all(isinstance(p, (list, tuple)) and len(p) == 2 for p in data):
+        data = {key: value for key, value in data}
+    if not isinstance(data, dict):
+        raise ExpertError(f"Zoo config {path} is not a mapping of hyperparameters")
+    return data
+
+
+def _wrapper_list(value: Any) -> list[tuple[str, dict[str, Any]]]:
+    """The Zoo's env_wrapper: a name, {name: kwargs}, or a list of either."""
+    if value is None or value is False:
+        return []
+    if isinstance(value, str):
+        return [(value, {})]
+    if isinstance(value, dict):
+        return [(str(name), dict(kwargs or {})) for name, kwargs in value.items()]
+    if isinstance(value, (list, tuple)):
+        return [item for entry in value for item in _wrapper_list(entry)]
+    raise ExpertError(f"cannot read env_wrapper {value!r} in the Zoo config")
+
+
+def _normalize_wanted(value: Any) -> bool:
+    if isinstance(value, str):  # the Zoo also writes "{'norm_obs': True, 'norm_reward': False}"
+        return value.strip().lower() not in ("", "false", "0", "none")
+    return bool(value)
+
+
+def _resolve_zoo_folder(folder: str) -> tuple[Path, Path | None]:
+    """(model zip, the ENV folder holding config.yml / vecnormalize.pkl, or None)."""
+    given = Path(folder).expanduser()
+    if given.is_file() and given.suffix == ".zip":
+        root, zip_path = given.parent, given
+    elif given.is_dir():
+        root, zip_path = given, None
+    else:
+        raise ExpertError(f"Zoo run folder {given} does not exist")
+    env_dirs = sorted(
+        d
+        for d in root.iterdir()
+        if d.is_dir() and ((d / "config.yml").is_file() or (d / "vecnormalize.pkl").is_file())
+    )
+    if zip_path is None:
+        names = [f"{d.name}.zip" for d in env_dirs] + ["best_model.zip"]
+        found = [root / n for n in names if (root / n).is_file()]
+        zips = sorted(root.glob("*.zip"))
+        if found:
+            zip_path = found[0]
+        elif len(zips) == 1:
+            zip_path = zips[0]
+        elif zips:
+            raise ExpertError(
+                f"Zoo run folder {root} holds several models ({', '.join(z.name for z in zips)}); "
+                "name one: zoo:FOLDER/MODEL.zip"
+            )
+        else:
+            raise ExpertError(f"Zoo run folder {root} holds no model (.zip)")
+    stem = zip_path.name[: -len(".zip")]
+    matching = [d for d in env_dirs if d.name == stem]
+    if matching:
+        return zip_path, matching[0]
+    if len(env_dirs) == 1:
+        return zip_path, env_dirs[0]
+    if env_dirs:
+        raise ExpertError(
+            f"Zoo run folder {root} has several config folders ({', '.join(d.name for d in env_dirs)})"
+        )
+    return zip_path, None
+
+
+def load_zoo_expert(folder: str, env_id: str) -> SB3Expert:
+    """An expert from an RL-Baselines3-Zoo run folder (or `FOLDER/MODEL.zip` inside one).
+
+    Layout: FOLDER/<ENV>.zip (else best_model.zip), FOLDER/<ENV>/config.yml (env_wrapper,
+    frame_stack, normalize) and FOLDER/<ENV>/vecnormalize.pkl when normalize is set. The
+    Zoo's env id (BreakoutNoFrameskip-v4) need not be ditto's (ALE/Breakout-v5).
+    Supported env wrappers: SB3's AtariWrapper and sb3-contrib's TimeFeatureWrapper.
+    """
+    algorithm, folder = _split_algorithm(folder)
+    zip_path, env_dir = _resolve_zoo_folder(folder)
+    config: dict[str, Any] = {}
+    if env_dir is not None and (env_dir / "config.yml").is_file():
+        config = load_zoo_config(env_dir / "config.yml")
+    atari_kwargs: dict[str, Any] | None = None
+    time_feature_kwargs: dict[str, Any] | None = None
+    for name, kwargs in _wrapper_list(config.get("env_wrapper")):
+        short = name.rsplit(".", 1)[-1]
+        if short == "AtariWrapper":
+            atari_kwargs = kwargs
+        elif short == "TimeFeatureWrapper":
+            time_feature_kwargs = kwargs
+        else:
+            raise ExpertError(
+                f"Zoo expert {zip_path}: env_wrapper {name} is not supported "
+                "(supported: AtariWrapper, TimeFeatureWrapper)"
+            )
+    if atari_kwargs is not None and not is_atari(env_id):
+        raise ExpertError(
+            f"Zoo expert {zip_path} was trained on Atari (AtariWrapper), but {env_id} is not Atari"
+        )
+    frame_stack = config.get("frame_stack")
+    frame_stack = int(frame_stack) if frame_stack else None
+
+    stats = env_dir / "vecnormalize.pkl" if env_dir is not None else None
+    if "normalize" in config:
+        wanted = _normalize_wanted(config["normalize"])
+    else:
+        wanted = stats is not None and stats.is_file()
+    normalizer = None
+    if wanted:
+        if stats is None or not stats.is_file():
+            raise ExpertError(
+                f"Zoo expert {zip_path} was trained with normalize, but {stats or 'ENV/vecnormalize.pkl'} "
+                "is missing"
+            )
+        normalizer = load_vecnormalize(stats)
+
+    model = _load_model(zip_path, algorithm)
+    return _build_expert(
+        model,
+        env_id,
+        str(zip_path),
+        normalizer=normalizer,
+        frame_stack=frame_stack,
+        atari_kwargs=atari_kwargs,
+        time_feature_kwargs=time_feature_kwargs,
+    )
