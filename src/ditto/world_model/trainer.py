@@ -96,7 +96,6 @@ class WorldModelTrainer:
     ):
         self.out, self.progress = Path(out), progress
         self.device = resolve_device(device)
-        self.bf16 = use_bf16(config.precision, self.device)
         has_checkpoint = (self.out / CHECKPOINT).exists()
         if has_checkpoint and not resume:
             raise DittoError(f"{self.out} already holds a trained run; pass --resume to continue it or choose a new --out")
@@ -106,6 +105,7 @@ class WorldModelTrainer:
             config = WorldModelConfig.from_json({**saved["world_model"], "steps": config.steps})
             data = saved["data"]
         self.config, self.data = config, [str(d) for d in data]
+        self.bf16 = use_bf16(config.precision, self.device)
         datasets = open_datasets(self.data)
         self.spec = datasets[0].spec
         episodes: list[Episode] = [episode for dataset in datasets for episode in dataset]
