@@ -101,3 +101,97 @@ def world_model_config(preset: str = "small", **overrides: Any) -> WorldModelCon
     return replace(
         WORLD_MODEL_PRESETS[preset], **{k: v for k, v in overrides.items() if v is not None}
     )
+
+
+ALGOS = ("ditto", "dbc", "dgail", "bc")
+
+
+@dataclass(frozen=True)
+class AgentConfig:
+    """Imitation in the world model (ditto, dbc, dgail) and pixel behaviour cloning (bc)."""
+
+    algo: str = "ditto"
+    expert_episodes: int = 4  # N_E: the first N episodes of the expert dataset
+    val_fraction: float = 0.1  # expert episodes held out (by episode) for diagnostics
+    horizon: int = 15  # H: imagination steps from each expert start state
+    batch: int = 512  # expert windows (start states) per update
+    layers: int = 8  # actor and critic MLPs: layers x units, ReLU
+    units: int = 256
+    lr: float = 3e-4
+    critic_lr: float = 3e-4
+    gamma: float = 0.95
+    lam: float = 0.95
+    target_every: int = 100  # refresh the target critic every this many updates (the code: 200)
+    entropy: float = 0.05  # actor entropy bonus, discrete actions (REINFORCE)
+    entropy_continuous: float = 1e-4  # actor entropy bonus, continuous actions (dynamics backprop)
+    # DITTO's reward: r = sim(expert latent, learner latent)
+    reward: str = "max_cosine"  # max_cosine | cosine | neg_l2
+    reward_on: str = "h"  # h (the reference code) | feature (h and z, the paper's text)
+    reward_match: str = "time"  # time: the expert latent at the same index | nearest: any expert latent
+    # D-BC
+    dbc_entropy: float = 0.1
+    # D-GAIL
+    disc_layers: int = 4
+    disc_units: int = 128
+    disc_lr: float = 3e-4
+    # Pixel BC
+    bc_frame_stack: int = 1
+    bc_cnn_depth: int = 32
+    # Schedule (in updates)
+    steps: int = 10_000
+    log_every: int = 100
+    checkpoint_every: int = 500  # also the spacing of the evaluation checkpoints
+    keep_checkpoints: int = 10  # the protocol scores the last 10 checkpoints
+    greedy: bool = False  # evaluation: sample actions (the paper) or take the mode
+    eval_episodes: int = 20  # per checkpoint (the protocol: 20)
+    eval_envs: int = 8
+    precision: str = "auto"
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.algo not in ALGOS:
+            raise ValueError(f"unknown algo {self.algo!r}; choose one of {', '.join(ALGOS)}")
+        for name, allowed in (
+            ("reward", ("max_cosine", "cosine", "neg_l2")),
+            ("reward_on", ("h", "feature")),
+            ("reward_match", ("time", "nearest")),
+        ):
+            if getattr(self, name) not in allowed:
+                raise ValueError(f"{name} must be one of {', '.join(allowed)}, got {getattr(self, name)!r}")
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> AgentConfig:
+        return cls(**data)
+
+
+AGENT_PRESETS: dict[str, AgentConfig] = {
+    "debug": AgentConfig(
+        horizon=4,
+        batch=16,
+        layers=2,
+        units=32,
+        disc_layers=2,
+        disc_units=16,
+        bc_cnn_depth=4,
+        steps=20,
+        log_every=5,
+        checkpoint_every=5,
+        keep_checkpoints=2,
+        target_every=5,
+        eval_episodes=2,
+        eval_envs=2,
+        precision="fp32",
+    ),
+    "small": AgentConfig(layers=4, units=256, batch=256, steps=2000, log_every=50, checkpoint_every=200),
+    "paper": AgentConfig(),
+}
+
+
+def agent_config(preset: str = "small", **overrides: Any) -> AgentConfig:
+    """The named agent preset with `overrides` applied (None values are ignored)."""
+    if preset not in AGENT_PRESETS:
+        raise ValueError(f"unknown preset {preset!r}; choose one of {', '.join(AGENT_PRESETS)}")
+    return replace(AGENT_PRESETS[preset], **{k: v for k, v in overrides.items() if v is not None})

@@ -5,6 +5,7 @@ Public API (what agents use, and nothing else):
     states = wm.observe(frames, actions, is_first, state)   # posterior filter, (B, T, ...)
     state = wm.img_step(state, action)                      # one prior step
     feats = wm.features(state)                              # concat(h, z), see rssm.py
+    state = wm.state_from_features(feats)                   # and back (to imagine from cached latents)
     state = wm.initial(batch)
     frames_mean = wm.decode(feats)
     action_in = wm.policy_action_input(policy_action)       # policy action -> model input
@@ -53,6 +54,15 @@ class WorldModel(nn.Module):
 
     def features(self, state: State) -> torch.Tensor:
         return self.rssm.features(state)
+
+    def state_from_features(self, features: torch.Tensor) -> State:
+        """A state to imagine from, given its features (e.g. a cached expert latent)."""
+        return self.rssm.state_from_features(features)
+
+    @property
+    def deter_size(self) -> int:
+        """features[..., :deter_size] is h, the rest is z."""
+        return self.rssm.deter_size
 
     def img_step(self, state: State, action: torch.Tensor) -> State:
         return self.rssm.img_step(state, action)

@@ -84,6 +84,12 @@ class RSSM(nn.Module):
     def features(self, state: State) -> torch.Tensor:
         return torch.cat([state.deter, state.stoch], -1)
 
+    def state_from_features(self, features: torch.Tensor) -> State:
+        """The inverse of features(); logits are not part of the features and come back as zeros."""
+        deter, stoch = features.split([self.deter_size, self.stoch_size * self.classes], -1)
+        logits = torch.zeros(*features.shape[:-1], self.stoch_size, self.classes, device=features.device)
+        return State(deter, stoch, logits)
+
     def _sample(self, logits: torch.Tensor) -> torch.Tensor:
         """One-hot sample per variable with straight-through gradients, flattened.
 

@@ -1,0 +1,72 @@
+"""Actor-critic in imagination (DreamerV2 style), shared by DITTO and D-GAIL.
+
+Given an imagined rollout and its rewards:
+    targets  = lambda-returns bootstrapped from a target critic (refreshed every `target_every` updates)
+    critic   = squared error to the targets
+    actor    = discrete:   REINFORCE with the advantage (target - baseline), normalised per batch,
+                           plus an entropy bonus; no gradient through the model
+               continuous: maximise the targets by backprop through the model dynamics,
+                           plus a small entropy bonus
+"""
+
+from __future__ import annotations
+
+import copy
+
+import torch
+from torch import nn
+
+from ditto.agents.networks import Actor, Critic
+from ditto.agents.returns import lambda_returns
+from ditto.agents.rollout import Rollout
+from ditto.config import AgentConfig
+from ditto.specs import ActionSpec
+
+
+class ActorCritic(nn.Module):
+    def __init__(self, feature_dim: int, action: ActionSpec, config: AgentConfig):
+        super().__init__()
+        self.config = config
+        self.actor = Actor(feature_dim, action, config.layers, config.units)
+        self.critic = Critic(feature_dim, config.layers, config.units)
+        self.target_critic = copy.deepcopy(self.critic).requires_grad_(False)
+        self.actor_optimizer = torch.optim.Adam(self.actor.parameters(), lr=config.lr)
+        self.critic_optimizer = torch.optim.Adam(self.critic.parameters(), lr=config.critic_lr)
+
+    def optimizers(self) -> dict[str, torch.optim.Optimizer]:
+        return {"actor_optim": self.actor_optimizer, "critic_optim": self.critic_optimizer}
+
+    def update(self, rollout: Rollout, rewards: torch.Tensor, step: int) -> dict[str, float]:
+        """Update number `step` (from 0): one actor and one critic step; rewards (H, B) for the H imagined steps."""
+        cfg = self.config
+        if step % cfg.target_every == 0:
+            self.target_critic.load_state_dict(self.critic.state_dict())
+
+        values = self.target_critic(rollout.features)  # (H+1, B)
+        targets = lambda_returns(rewards.float(), values, cfg.gamma, cfg.lam)  # (H, B)
+        if self.actor.discrete:
+            advantage = (targets - values[:-1]).detach()
+            advantage = (advantage - advantage.mean()) / (advantage.std() + 1e-8)
+            objective = rollout.log_probs * advantage
+            entropy_scale = cfg.entropy
+        else:
+            objective = targets
+            entropy_scale = cfg.entropy_continuous
+        actor_loss = -(objective + entropy_scale * rollout.entropies).mean()
+        self.actor_optimizer.zero_grad(set_to_none=True)
+        actor_loss.backward()
+        nn.utils.clip_grad_norm_(self.actor.parameters(), 100.0)
+        self.actor_optimizer.step()
+
+        critic_loss = 0.5 * (self.critic(rollout.features[:-1].detach()) - targets.detach()).square().mean()
+        self.critic_optimizer.zero_grad(set_to_none=True)
+        critic_loss.backward()
+        nn.utils.clip_grad_norm_(self.critic.parameters(), 100.0)
+        self.critic_optimizer.step()
+        return {
+            "losses/actor": actor_loss.item(),
+            "losses/critic": critic_loss.item(),
+            "charts/entropy": rollout.entropies.mean().item(),
+            "charts/reward": float(rewards.mean()),
+            "charts/value": float(values.mean()),
+        }

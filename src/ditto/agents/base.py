@@ -1,0 +1,59 @@
+"""What every world-model imitation method shares: an actor on latents, and its diagnostics."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+
+import torch
+from torch import nn
+
+from ditto.agents.expert_data import ExpertLatents
+from ditto.agents.networks import Actor
+from ditto.agents.rewards import max_cosine
+from ditto.agents.rollout import imagine
+from ditto.config import AgentConfig
+from ditto.world_model.model import WorldModel
+
+
+class LatentImitation(ABC):
+    """An imitation method whose policy acts on world-model features.
+
+    Subclasses set self.actor and implement update(); stateful() names what a
+    checkpoint must hold (networks and optimizers).
+    """
+
+    actor: Actor
+
+    def __init__(self, model: WorldModel, expert: ExpertLatents, config: AgentConfig):
+        self.model, self.expert, self.config = model, expert, config
+
+    @abstractmethod
+    def stateful(self) -> dict[str, nn.Module | torch.optim.Optimizer]: ...
+
+    @abstractmethod
+    def update(self, step: int, generator: torch.Generator) -> dict[str, float]:
+        """Update number `step` (from 0); returns scalar metrics."""
+
+    def h(self, features: torch.Tensor) -> torch.Tensor:
+        return features[..., : self.model.deter_size]
+
+    @torch.no_grad()
+    def diagnostics(self, validation: ExpertLatents, windows: int = 256) -> dict[str, float]:
+        """Held-out latent distance L_d = 1 - max-cosine(h) (the paper's predictor of real return)
+        and how often the policy's mode is the expert's action."""
+        generator = torch.Generator().manual_seed(0)  # the same windows every time
+        metrics = {}
+        if validation.num_windows:
+            starts = validation.sample(windows, generator)
+            expert_features, _ = validation.windows(starts)
+            rollout = imagine(self.model, self.actor, expert_features[0], validation.horizon)
+            similarity = max_cosine(self.h(expert_features[1:]), self.h(rollout.features[1:]))
+            metrics["val/latent_distance"] = float(1 - similarity.mean())
+        frames = validation.sample_acted(windows, generator)
+        predicted = self.actor(validation.features[frames]).mode()
+        expert_actions = validation.actions[frames]
+        if self.actor.discrete:
+            metrics["val/action_accuracy"] = float((predicted.argmax(-1) == expert_actions.argmax(-1)).float().mean())
+        else:
+            metrics["val/action_mse"] = float((predicted - expert_actions).square().mean())
+        return metrics

@@ -1,0 +1,89 @@
+"""Pixel BC: behaviour cloning end to end from frames (CNN + MLP), the paper's pixel baseline.
+
+Acts on the current frame (frame_stack=1, the paper) or on the last k frames
+stacked along channels; the first frame of an episode is repeated to fill the stack.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+from torch import nn
+
+from ditto.agents.expert_data import policy_actions
+from ditto.agents.networks import Actor
+from ditto.config import AgentConfig
+from ditto.data import Episode
+from ditto.specs import EnvSpec
+from ditto.world_model.networks import Encoder
+
+
+class PixelPolicy(nn.Module):
+    def __init__(self, spec: EnvSpec, config: AgentConfig):
+        super().__init__()
+        self.frame_stack = config.bc_frame_stack
+        self.encoder = Encoder(spec.obs_shape[0] * self.frame_stack, config.bc_cnn_depth)
+        self.actor = Actor(self.encoder.out_dim, spec.action, config.layers, config.units)
+
+    @property
+    def discrete(self) -> bool:
+        return self.actor.discrete
+
+    def forward(self, stacked_frames: torch.Tensor):
+        """(B, k * C, 64, 64) uint8 -> action distribution."""
+        return self.actor(self.encoder(stacked_frames))
+
+
+class ExpertFrames:
+    """Expert frames on the device with, for each acted frame, the indices of its frame stack."""
+
+    def __init__(self, episodes: Sequence[Episode], spec: EnvSpec, frame_stack: int, device: torch.device):
+        frames, actions, stacks, offset = [], [], [], 0
+        for episode in episodes:
+            length = len(episode.observations)
+            frames.append(np.asarray(episode.observations))
+            actions.append(policy_actions(episode, spec.action.n, spec.action.is_discrete))
+            t = np.arange(offset, offset + length - 1)  # frames where the expert acted
+            lags = np.arange(frame_stack - 1, -1, -1)
+            stacks.append(np.maximum(t[:, None] - lags[None], offset))  # oldest first; repeat the first frame
+            offset += length
+        self.frames = torch.from_numpy(np.concatenate(frames)).to(device)
+        self.actions = torch.from_numpy(np.concatenate(actions)).to(device)
+        self.stacks = torch.from_numpy(np.concatenate(stacks)).to(device)
+
+    def batch(self, rows: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Stacked frames (B, k * C, H, W) and expert actions (B, A) of the acted frames `rows`."""
+        index = self.stacks[rows]  # (B, k)
+        stacked = self.frames[index].flatten(1, 2)
+        return stacked, self.actions[index[:, -1]]
+
+
+class PixelBC:
+    def __init__(self, episodes: Sequence[Episode], spec: EnvSpec, config: AgentConfig, device: torch.device):
+        self.config = config
+        self.data = ExpertFrames(episodes, spec, config.bc_frame_stack, device)
+        self.policy = PixelPolicy(spec, config).to(device)
+        self.optimizer = torch.optim.Adam(self.policy.parameters(), lr=config.lr)
+
+    def stateful(self):
+        return {"policy": self.policy, "policy_optim": self.optimizer}
+
+    def update(self, step: int, generator: torch.Generator) -> dict[str, float]:
+        rows = torch.randint(len(self.data.stacks), (self.config.batch,), generator=generator)
+        frames, actions = self.data.batch(rows.to(self.data.stacks.device))
+        loss = -self.policy(frames).log_prob(actions).mean()
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        self.optimizer.step()
+        return {"losses/actor": loss.item()}
+
+    @torch.no_grad()
+    def diagnostics(self, validation: ExpertFrames, samples: int = 256) -> dict[str, float]:
+        rows = torch.randint(len(validation.stacks), (samples,), generator=torch.Generator().manual_seed(0))
+        frames, actions = validation.batch(rows.to(validation.stacks.device))
+        predicted = self.policy(frames).mode()
+        if self.policy.discrete:
+            return {"val/action_accuracy": float((predicted.argmax(-1) == actions.argmax(-1)).float().mean())}
+        return {"val/action_mse": float((predicted - actions).square().mean())}

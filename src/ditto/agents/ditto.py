@@ -1,0 +1,49 @@
+"""DITTO: RL in the world model, rewarded for staying close to the expert's latent trajectory.
+
+Each update samples expert windows, starts the learner at the expert state of
+the window's first step, rolls it out H steps in imagination, rewards each step
+by its similarity to the expert latent at the same time index (or to the
+nearest expert latent, reward_match="nearest"), and takes an actor-critic step.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from ditto.agents.actor_critic import ActorCritic
+from ditto.agents.base import LatentImitation
+from ditto.agents.expert_data import ExpertLatents
+from ditto.agents.rewards import SIMILARITIES, nearest_similarity
+from ditto.agents.rollout import imagine
+from ditto.config import AgentConfig
+from ditto.world_model.model import WorldModel
+
+
+class Ditto(LatentImitation):
+    def __init__(self, model: WorldModel, expert: ExpertLatents, config: AgentConfig):
+        super().__init__(model, expert, config)
+        self.learner = ActorCritic(model.feature_dim, model.spec.action, config).to(expert.features.device)
+        self.actor = self.learner.actor
+        self.bank = self._latent(expert.features) if config.reward_match == "nearest" else None
+
+    def stateful(self):
+        return {"learner": self.learner, **self.learner.optimizers()}
+
+    def _latent(self, features: torch.Tensor) -> torch.Tensor:
+        """The part of the feature the reward compares: h (default) or all of (h, z)."""
+        return self.h(features) if self.config.reward_on == "h" else features
+
+    def reward(self, expert_features: torch.Tensor, learner_features: torch.Tensor) -> torch.Tensor:
+        """(H+1, B, F) each -> (H, B): the reward of reaching each imagined state."""
+        learner = self._latent(learner_features[1:]).float()
+        if self.bank is not None:
+            return nearest_similarity(learner, self.bank, self.config.reward)
+        return SIMILARITIES[self.config.reward](self._latent(expert_features[1:]).float(), learner)
+
+    def update(self, step, generator):
+        starts = self.expert.sample(self.config.batch, generator)
+        expert_features, _ = self.expert.windows(starts)
+        rollout = imagine(self.model, self.actor, expert_features[0], self.config.horizon)
+        with torch.set_grad_enabled(not self.actor.discrete):  # continuous: backprop through the reward
+            rewards = self.reward(expert_features, rollout.features)
+        return self.learner.update(rollout, rewards, step)

@@ -1,0 +1,238 @@
+"""Training an imitation agent: DITTO, D-BC, D-GAIL (in a world model) or pixel BC.
+
+    run = train_agent(agent_config("small", algo="ditto", expert_episodes=4),
+                      expert_data="data/expert", out="runs/ditto", world_model="runs/wm")
+
+Run directory:
+    config.json              resolved config, world model, expert data, env spec, versions
+    metrics.jsonl, events.*  losses and diagnostics (held-out latent distance, action accuracy)
+    checkpoint.safetensors   the full training state, to resume
+    checkpoints/step_*.safetensors   policy snapshots every checkpoint_every updates (the last
+                             keep_checkpoints are kept): what `ditto evaluate` scores
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import platform
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from tqdm.auto import tqdm
+
+import ditto
+from ditto.agents.bc import ExpertFrames, PixelBC
+from ditto.agents.dbc import DBC
+from ditto.agents.dgail import DGail
+from ditto.agents.ditto import Ditto
+from ditto.agents.expert_data import ExpertLatents
+from ditto.checkpoint import load_checkpoint, save_checkpoint
+from ditto.config import AgentConfig
+from ditto.data import Dataset, Episode
+from ditto.device import resolve_device, use_bf16
+from ditto.errors import DittoError
+from ditto.io import atomic_write_json
+from ditto.world_model.trainer import TrainingDiverged, load_world_model
+
+CHECKPOINT = "checkpoint.safetensors"
+CONFIG = "config.json"
+METRICS = "metrics.jsonl"
+SNAPSHOTS = "checkpoints"
+LATENT_ALGOS = {"ditto": Ditto, "dbc": DBC, "dgail": DGail}
+
+
+def split_expert_episodes(dataset: Dataset, count: int, val_fraction: float) -> tuple[list[Episode], list[Episode], bool]:
+    """The first `count` episodes train; validation uses episodes the agent never trains on.
+
+    Validation takes the dataset's next episodes after the first `count` (about
+    val_fraction of count, at least one) when it has them, else holds out the last
+    round(val_fraction * count) of the `count`; with none to spare it validates on
+    the training episodes (the returned flag says so).
+    """
+    if count < 1:
+        raise DittoError(f"--expert-episodes must be >= 1, got {count}")
+    if count > len(dataset):
+        raise DittoError(
+            f"--expert-episodes {count} is more than the {len(dataset)} episodes in {dataset.root}; "
+            "collect more or ask for fewer"
+        )
+    wanted = max(1, round(val_fraction * count))
+    if len(dataset) > count:
+        return list(dataset[:count]), list(dataset[count : count + wanted]), False
+    held_out = round(val_fraction * count)
+    if held_out:
+        return list(dataset[: count - held_out]), list(dataset[count - held_out : count]), False
+    episodes = list(dataset[:count])
+    return episodes, episodes, True
+
+
+@dataclass
+class AgentRun:
+    path: Path
+    step: int
+
+
+class AgentTrainer:
+    def __init__(
+        self,
+        config: AgentConfig,
+        expert_data: str | Path,
+        out: str | Path,
+        world_model: str | Path | None = None,
+        device: str = "auto",
+        resume: bool = False,
+        progress: bool = True,
+    ):
+        self.out, self.progress = Path(out), progress
+        has_checkpoint = (self.out / CHECKPOINT).exists()
+        if has_checkpoint and not resume:
+            raise DittoError(f"{self.out} already holds a trained run; pass --resume to continue it or choose a new --out")
+        if resume and has_checkpoint:
+            saved = json.loads((self.out / CONFIG).read_text())
+            config = AgentConfig.from_json({**saved["agent"], "steps": config.steps})
+            expert_data, world_model = saved["expert_data"], saved["world_model"]
+        self.config, self.expert_data = config, str(expert_data)
+        self.world_model_path = None if world_model is None else str(world_model)
+        self.device = resolve_device(device)
+        self.bf16 = use_bf16(config.precision, self.device)
+
+        dataset = Dataset(expert_data)
+        self.spec = dataset.spec
+        self.expert_return = float(dataset.returns.mean())
+        train, val, self.val_on_train = split_expert_episodes(dataset, config.expert_episodes, config.val_fraction)
+        torch.manual_seed(config.seed)
+        self.generator = torch.Generator().manual_seed(config.seed)
+        if config.algo == "bc":
+            self.algo = PixelBC(train, self.spec, config, self.device)
+            self.validation = ExpertFrames(val, self.spec, config.bc_frame_stack, self.device)
+        else:
+            if world_model is None:
+                raise DittoError(f"--algo {config.algo} trains inside a world model: pass --world-model RUN")
+            model = load_world_model(world_model, str(self.device)).model.requires_grad_(False)
+            model.spec.check_compatible(self.spec, f"expert data {expert_data}")
+            with self._autocast():
+                expert = ExpertLatents.from_episodes(model, train, config.horizon, self.device)
+                self.validation = ExpertLatents.from_episodes(model, val, config.horizon, self.device)
+            if expert.num_windows == 0 and config.algo != "dbc":
+                raise DittoError(f"no expert episode is longer than the horizon {config.horizon}; use a shorter --horizon")
+            self.algo = LATENT_ALGOS[config.algo](model, expert, config)
+        self.step = 0
+        if resume and has_checkpoint:
+            self._load()
+        else:
+            self._write_config()
+            (self.out / METRICS).write_text("")
+        self._tensorboard = None
+
+    def _autocast(self):
+        return torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.bf16)
+
+    # ----- persistence -------------------------------------------------------------------------
+    def _write_config(self) -> None:
+        atomic_write_json(
+            self.out / CONFIG,
+            {
+                "kind": "agent",
+                "agent": self.config.to_json(),
+                "world_model": self.world_model_path,
+                "expert_data": self.expert_data,
+                "expert_return": self.expert_return,
+                "env": self.spec.to_json(),
+                "val_on_train": self.val_on_train,
+                "device": str(self.device),
+                "bf16": self.bf16,
+                "versions": {"ditto": ditto.__version__, "torch": torch.__version__, "python": platform.python_version()},
+            },
+        )
+
+    def save(self) -> None:
+        meta = {"step": self.step, "generator": self.generator.get_state().tolist()}
+        tensors = {"rng/torch": torch.get_rng_state()}
+        if self.device.type == "cuda":
+            tensors["rng/cuda"] = torch.cuda.get_rng_state(self.device)
+        save_checkpoint(self.out / CHECKPOINT, self.algo.stateful(), tensors=tensors, meta=meta)
+
+    def save_snapshot(self) -> None:
+        """The policy alone, for evaluation; only the newest keep_checkpoints snapshots stay."""
+        policy = self.algo.policy if self.config.algo == "bc" else self.algo.actor
+        folder = self.out / SNAPSHOTS
+        save_checkpoint(folder / f"step_{self.step:08d}.safetensors", {"policy": policy}, meta={"step": self.step})
+        for old in sorted(folder.glob("step_*.safetensors"))[: -self.config.keep_checkpoints]:
+            old.unlink()
+
+    def _load(self) -> None:
+        checkpoint = load_checkpoint(self.out / CHECKPOINT)
+        for name, obj in self.algo.stateful().items():
+            checkpoint.restore(name, obj)
+        self.step = int(checkpoint.meta["step"])
+        self.generator.set_state(torch.tensor(checkpoint.meta["generator"], dtype=torch.uint8))
+        torch.set_rng_state(checkpoint.tensor("rng/torch"))
+        if self.device.type == "cuda" and checkpoint.has_tensor("rng/cuda"):
+            torch.cuda.set_rng_state(checkpoint.tensor("rng/cuda"), self.device)
+        lines = (self.out / METRICS).read_text().splitlines() if (self.out / METRICS).exists() else []
+        kept = [line for line in lines if line and json.loads(line)["step"] <= self.step]
+        (self.out / METRICS).write_text("".join(line + "\n" for line in kept))
+
+    def _log(self, record: dict[str, Any]) -> None:
+        with open(self.out / METRICS, "a") as f:
+            f.write(json.dumps(record) + "\n")
+        if self._tensorboard is None:
+            from torch.utils.tensorboard import SummaryWriter
+
+            self._tensorboard = SummaryWriter(str(self.out))
+        for key, value in record.items():
+            if key != "step" and isinstance(value, (int, float)):
+                self._tensorboard.add_scalar(key, value, record["step"])
+
+    # ----- training ----------------------------------------------------------------------------
+    def train(self) -> AgentRun:
+        cfg = self.config
+        bar = tqdm(total=cfg.steps, initial=self.step, desc=cfg.algo, unit="update", disable=not self.progress)
+        start_time, start_step = time.perf_counter(), self.step
+        try:
+            while self.step < cfg.steps:
+                with self._autocast():
+                    metrics = self.algo.update(self.step, self.generator)
+                if not all(math.isfinite(v) for v in metrics.values()):
+                    raise TrainingDiverged(
+                        f"{cfg.algo} diverged at update {self.step + 1} ({metrics}); the last good checkpoint "
+                        f"({self.out / CHECKPOINT}) is kept"
+                    )
+                self.step += 1
+                bar.update(1)
+                if self.step % cfg.log_every == 0 or self.step == cfg.steps:
+                    devices = [self.device] if self.device.type == "cuda" else []
+                    with self._autocast(), torch.random.fork_rng(devices=devices):
+                        metrics.update(self.algo.diagnostics(self.validation))
+                    speed = (self.step - start_step) / (time.perf_counter() - start_time)
+                    self._log({"step": self.step, **metrics, "charts/updates_per_second": speed})
+                    bar.set_postfix({k.split("/")[-1]: f"{v:.3f}" for k, v in metrics.items() if k.startswith("val/")})
+                if self.step % cfg.checkpoint_every == 0 or self.step == cfg.steps:
+                    self.save_snapshot()
+                    self.save()
+        except KeyboardInterrupt:
+            self.save()
+            raise
+        finally:
+            bar.close()
+            if self._tensorboard is not None:
+                self._tensorboard.flush()
+        return AgentRun(self.out, self.step)
+
+
+def train_agent(
+    config: AgentConfig,
+    expert_data: str | Path,
+    out: str | Path,
+    world_model: str | Path | None = None,
+    *,
+    device: str = "auto",
+    resume: bool = False,
+    progress: bool = True,
+) -> AgentRun:
+    """Train (or, with resume=True, continue) an agent; see AgentTrainer."""
+    return AgentTrainer(config, expert_data, out, world_model, device, resume, progress).train()
