@@ -7,6 +7,8 @@
     ditto expert train --env ENV --algo ppo --steps N --out PATH
     ditto expert eval --env ENV --expert SPEC --episodes N [--json]
     ditto train-world-model --data DIR [DIR ...] --out RUN [--preset P] [--steps N] [--device D]
+    ditto train --algo {ditto,dbc,dgail,bc} --world-model RUN --expert-data DIR --expert-episodes N --out RUN
+    ditto evaluate RUN [RUN ...] [--episodes N] [--json]
 
 Errors in the user's input print one line (`error: ...`) and exit with status 2.
 Heavy modules are imported inside each command so that `--help` is instant.
@@ -160,6 +162,64 @@ def _cmd_bench_world_model(args: argparse.Namespace) -> None:
             )
 
 
+def _cmd_train(args: argparse.Namespace) -> None:
+    from ditto.agents.trainer import train_agent
+    from ditto.config import agent_config
+
+    config = agent_config(
+        args.preset,
+        algo=args.algo,
+        expert_episodes=args.expert_episodes,
+        steps=args.steps,
+        seed=args.seed,
+        horizon=args.horizon,
+        batch=args.batch,
+        reward=args.reward,
+        reward_on=args.reward_on,
+        reward_match=args.reward_match,
+        bc_frame_stack=args.frame_stack,
+        precision=args.precision,
+    )
+    run = train_agent(
+        config, args.expert_data, args.out, args.world_model, device=args.device, resume=args.resume
+    )
+    print(
+        f"{config.algo} trained for {run.step} updates: {run.path}; score it with `ditto evaluate {run.path}`"
+    )
+
+
+def _cmd_evaluate(args: argparse.Namespace) -> None:
+    from ditto.evaluation.protocol import aggregate, evaluate_run
+
+    results = [
+        evaluate_run(
+            run,
+            episodes=args.episodes,
+            checkpoints=args.checkpoints,
+            greedy=True if args.greedy else None,
+            num_envs=args.num_envs,
+            device=args.device,
+        )
+        for run in args.runs
+    ]
+    summary = results[0] if len(results) == 1 else {**aggregate(results), "per_run": results}
+    if args.json:
+        print(json.dumps(summary))
+        return
+    for r in results:
+        print(
+            f"{r['run']}: {r['algo']} on {r['env_id']} (N_E={r['expert_episodes']}, seed {r['seed']}): "
+            f"return {r['return_mean']:.2f} +- {r['return_stderr']:.2f} over {r['episodes']} episodes "
+            f"({len(r['checkpoints'])} checkpoints), normalised {r['normalized_score']:.3f} "
+            f"(expert {r['expert_return']:.2f}, random {r['random_return']:.2f})"
+        )
+    if len(results) > 1:
+        lo, hi = summary["iqm_ci95"]
+        print(
+            f"IQM normalised score over {len(results)} runs: {summary['iqm_normalized_score']:.3f} [{lo:.3f}, {hi:.3f}]"
+        )
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="ditto",
@@ -262,6 +322,71 @@ def build_parser() -> argparse.ArgumentParser:
         help="start every chunk from a zero state (no truncated BPTT)",
     )
     p.set_defaults(func=_cmd_train_world_model)
+
+    p = commands.add_parser(
+        "train", help="train an imitation agent (DITTO, D-BC, D-GAIL, pixel BC)"
+    )
+    p.add_argument("--algo", required=True, choices=["ditto", "dbc", "dgail", "bc"])
+    p.add_argument(
+        "--world-model", default=None, metavar="RUN", help="world-model run (not needed by bc)"
+    )
+    p.add_argument("--expert-data", required=True, metavar="DIR", help="expert dataset")
+    p.add_argument(
+        "--expert-episodes", type=int, required=True, metavar="N", help="use its first N episodes"
+    )
+    p.add_argument("--out", required=True, metavar="RUN", help="run directory")
+    p.add_argument("--preset", default="small", choices=["debug", "small", "paper"])
+    p.add_argument("--steps", type=int, default=None, help="updates (default: the preset's)")
+    p.add_argument("--seed", type=int, default=None)
+    p.add_argument("--device", default="auto")
+    p.add_argument(
+        "--resume", action="store_true", help="continue the run in RUN from its checkpoint"
+    )
+    p.add_argument("--horizon", type=int, default=None, help="imagination horizon H (default 15)")
+    p.add_argument(
+        "--batch", type=int, default=None, help="expert windows per update (default: the preset's)"
+    )
+    p.add_argument(
+        "--reward",
+        choices=["max_cosine", "cosine", "neg_l2"],
+        default=None,
+        help="ditto's similarity",
+    )
+    p.add_argument(
+        "--reward-on",
+        choices=["h", "feature"],
+        default=None,
+        help="compare h only (default) or (h, z)",
+    )
+    p.add_argument(
+        "--reward-match",
+        choices=["time", "nearest"],
+        default=None,
+        help="expert latent at the same time index (default) or the nearest in the expert set",
+    )
+    p.add_argument(
+        "--frame-stack", type=int, default=None, help="bc: frames stacked as input (default 1)"
+    )
+    p.add_argument("--precision", choices=["auto", "bf16", "fp32"], default=None)
+    p.set_defaults(func=_cmd_train)
+
+    p = commands.add_parser(
+        "evaluate", help="score runs in the real env under the paper's protocol"
+    )
+    p.add_argument("runs", nargs="+", metavar="RUN", help="agent runs (several: IQM across them)")
+    p.add_argument(
+        "--episodes", type=int, default=None, help="episodes per checkpoint (default 20)"
+    )
+    p.add_argument(
+        "--checkpoints", type=int, default=None, help="last checkpoints to score (default 10)"
+    )
+    p.add_argument(
+        "--greedy", action="store_true", help="take the policy's mode instead of sampling"
+    )
+    p.add_argument("--num-envs", type=int, default=None, help="vectorised envs (default 8)")
+    p.add_argument("--device", default="auto")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.set_defaults(func=_cmd_evaluate)
 
     bench = commands.add_parser("bench", help="speed benchmarks")
     sub = bench.add_subparsers(dest="bench_command", required=True, metavar="COMMAND")

@@ -60,5 +60,5 @@ class DGail(LatentImitation):
         metrics = self.learner.update(rollout, rewards, step)
         self.discriminator.zero_grad(set_to_none=True)  # the actor's backprop touched it; D learns only above
         metrics["losses/discriminator"] = disc_loss.item()
-        metrics["charts/disc_expert_prob"] = float(torch.sigmoid(expert_logits).mean())
+        metrics["charts/disc_expert_prob"] = torch.sigmoid(expert_logits).mean().item()
         return metrics

@@ -1,0 +1,80 @@
+"""Deployed policies: what acts in the real environment, N envs at a time.
+
+LatentAgent is the DITTO / D-BC / D-GAIL policy: each real frame is filtered
+through the world model's encoder and RSSM posterior (with the previous action
+as the pre-action, reset at every episode start), and the actor acts on the
+resulting feature. PixelAgent is pixel BC acting on (stacked) frames.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from ditto.agents.bc import PixelPolicy
+from ditto.agents.networks import Actor
+from ditto.specs import ActionSpec
+from ditto.world_model.model import WorldModel
+from ditto.world_model.rssm import State
+
+
+def _to_env(action: torch.Tensor, spec: ActionSpec) -> np.ndarray:
+    if spec.is_discrete:
+        return action.argmax(-1).cpu().numpy()
+    return action.float().cpu().numpy()
+
+
+class LatentAgent:
+    def __init__(self, model: WorldModel, actor: Actor, greedy: bool = False):
+        self.model, self.actor, self.greedy = model, actor, greedy
+        self.device = next(actor.parameters()).device
+        self.state: State | None = None
+        self.previous: torch.Tensor | None = None
+
+    @torch.no_grad()
+    def act(self, frames: np.ndarray, is_first: np.ndarray) -> np.ndarray:
+        """frames (N, C, H, W) uint8, is_first (N,) bool -> env actions (N,) or (N, A)."""
+        count = len(frames)
+        if self.state is None:
+            self.state = self.model.initial(count)
+            self.previous = torch.zeros(count, self.model.spec.action.n, device=self.device)
+        first = torch.from_numpy(is_first).to(self.device)
+        embed = self.model.encoder(torch.from_numpy(frames).to(self.device))
+        pre_action = self.model.policy_action_input(self.previous)
+        self.state, _ = self.model.rssm.obs_step(self.state, pre_action, embed, first)
+        dist = self.actor(self.model.features(self.state))
+        action = dist.mode() if self.greedy else dist.sample()
+        self.previous = action.float()
+        return _to_env(action, self.model.spec.action)
+
+
+class PixelAgent:
+    def __init__(self, policy: PixelPolicy, spec: ActionSpec, greedy: bool = False):
+        self.policy, self.spec, self.greedy = policy, spec, greedy
+        self.device = next(policy.parameters()).device
+        self.stack: torch.Tensor | None = None  # (N, k, C, H, W)
+
+    @torch.no_grad()
+    def act(self, frames: np.ndarray, is_first: np.ndarray) -> np.ndarray:
+        frames_t = torch.from_numpy(frames).to(self.device)
+        k = self.policy.frame_stack
+        if self.stack is None:
+            self.stack = frames_t[:, None].repeat(1, k, 1, 1, 1)
+        first = torch.from_numpy(is_first).to(self.device)
+        # A new episode fills its stack with its first frame, as training does.
+        self.stack[first] = frames_t[first][:, None].expand(-1, k, -1, -1, -1)
+        self.stack = torch.cat([self.stack[:, 1:], frames_t[:, None]], 1)
+        dist = self.policy(self.stack.flatten(1, 2))
+        return _to_env(dist.mode() if self.greedy else dist.sample(), self.spec)
+
+
+class RandomAgent:
+    """Uniformly random actions: the floor of the expert-normalised score."""
+
+    def __init__(self, spec: ActionSpec, seed: int):
+        self.spec, self.rng = spec, np.random.default_rng(seed)
+
+    def act(self, frames: np.ndarray, is_first: np.ndarray) -> np.ndarray:
+        if self.spec.is_discrete:
+            return self.rng.integers(self.spec.n, size=len(frames))
+        return self.rng.uniform(self.spec.low, self.spec.high, size=(len(frames), self.spec.n)).astype(np.float32)

@@ -1,0 +1,158 @@
+"""Honest evaluation in the real environment, under the paper's protocol (after Agarwal et al. 2021).
+
+The score of a run is the mean return over its last 10 policy snapshots x 20
+episodes each, with the standard error of those returns. The expert-normalised
+score is (agent - random) / (expert - random), with the random policy's return
+measured on the same env and the expert's taken from the expert dataset. Across
+runs (seeds), the IQM of normalised scores with a bootstrap confidence interval
+comes from the rliable library. Evaluation only reads the run directory.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from ditto.agents.bc import PixelPolicy
+from ditto.agents.networks import Actor
+from ditto.agents.trainer import CONFIG, SNAPSHOTS
+from ditto.checkpoint import load_checkpoint
+from ditto.config import AgentConfig
+from ditto.device import resolve_device
+from ditto.envs import make_vector_env
+from ditto.errors import DittoError
+from ditto.evaluation.policy import LatentAgent, PixelAgent, RandomAgent
+from ditto.specs import EnvSpec
+from ditto.world_model.trainer import load_world_model
+
+
+def run_episodes(agent, env_id: str, spec: EnvSpec, episodes: int, num_envs: int, seed: int) -> list[float]:
+    """Returns of `episodes` full episodes of `agent` in `num_envs` vectorised envs.
+
+    Env i plays a fixed quota of episodes (episodes split evenly), so that the
+    result does not favour short episodes, as stopping at the first N would.
+    """
+    num_envs = max(1, min(num_envs, episodes))
+    quota = np.full(num_envs, episodes // num_envs) + (np.arange(num_envs) < episodes % num_envs)
+    venv = make_vector_env(env_id, num_envs, seed=seed, grayscale=spec.obs_shape[0] == 1)
+    try:
+        frames, _ = venv.reset(seed=seed)
+        is_first = np.ones(num_envs, dtype=bool)
+        ended = np.zeros(num_envs, dtype=bool)
+        running = np.zeros(num_envs)
+        returns: list[list[float]] = [[] for _ in range(num_envs)]
+        while any(len(r) < q for r, q in zip(returns, quota, strict=True)):
+            actions = agent.act(frames, is_first)
+            frames, rewards, terminated, truncated, _ = venv.step(actions)
+            # Next-step autoreset: the step after an episode ends returns a first frame (reward 0).
+            is_first = ended
+            running += rewards
+            ended = terminated | truncated
+            for i in np.flatnonzero(ended):
+                if len(returns[i]) < quota[i]:
+                    returns[i].append(float(running[i]))
+                running[i] = 0.0
+    finally:
+        venv.close()
+    return [r for env_returns in returns for r in env_returns]
+
+
+def load_agent(run: Path, snapshot: Path, device: torch.device, greedy: bool):
+    saved = json.loads((run / CONFIG).read_text())
+    config = AgentConfig.from_json(saved["agent"])
+    spec = EnvSpec.from_json(saved["env"])
+    checkpoint = load_checkpoint(snapshot)
+    if config.algo == "bc":
+        policy = PixelPolicy(spec, config).to(device)
+        checkpoint.restore("policy", policy)
+        return PixelAgent(policy.eval(), spec.action, greedy)
+    model = load_world_model(saved["world_model"], str(device)).model
+    actor = Actor(model.feature_dim, spec.action, config.layers, config.units).to(device)
+    checkpoint.restore("policy", actor)
+    return LatentAgent(model, actor.eval(), greedy)
+
+
+def random_return(env_id: str, spec: EnvSpec, episodes: int, num_envs: int, seed: int) -> float:
+    return float(np.mean(run_episodes(RandomAgent(spec.action, seed), env_id, spec, episodes, num_envs, seed)))
+
+
+def evaluate_run(
+    run: str | Path,
+    *,
+    episodes: int | None = None,
+    checkpoints: int | None = None,
+    greedy: bool | None = None,
+    num_envs: int | None = None,
+    device: str = "auto",
+    seed: int = 1_000_000,
+    progress: bool = True,
+) -> dict[str, Any]:
+    """Score a run under the protocol: its last `checkpoints` snapshots x `episodes` episodes each."""
+    run = Path(run)
+    if not (run / CONFIG).is_file():
+        raise DittoError(f"{run}: not an agent run (no {CONFIG}); train one with `ditto train`")
+    saved = json.loads((run / CONFIG).read_text())
+    config = AgentConfig.from_json(saved["agent"])
+    spec = EnvSpec.from_json(saved["env"])
+    episodes = episodes or config.eval_episodes
+    num_envs = num_envs or config.eval_envs
+    greedy = config.greedy if greedy is None else greedy
+    snapshots = sorted((run / SNAPSHOTS).glob("step_*.safetensors"))[-(checkpoints or config.keep_checkpoints) :]
+    if not snapshots:
+        raise DittoError(f"{run}: no policy snapshots in {run / SNAPSHOTS}; train the run first")
+    torch_device = resolve_device(device)
+    per_checkpoint, all_returns = [], []
+    for index, snapshot in enumerate(tqdm(snapshots, desc=f"evaluate {run.name}", unit="ckpt", disable=not progress)):
+        torch.manual_seed(seed + index)  # the policy samples actions and latents
+        agent = load_agent(run, snapshot, torch_device, greedy)
+        returns = run_episodes(agent, spec.env_id, spec, episodes, num_envs, seed + 1000 * index)
+        step = int(load_checkpoint(snapshot).meta["step"])
+        per_checkpoint.append({"step": step, "return_mean": float(np.mean(returns))})
+        all_returns += returns
+    returns = np.asarray(all_returns)
+    expert, rand = saved["expert_return"], random_return(spec.env_id, spec, episodes, num_envs, seed)
+    return {
+        "run": str(run),
+        "algo": config.algo,
+        "env_id": spec.env_id,
+        "expert_episodes": config.expert_episodes,
+        "seed": config.seed,
+        "return_mean": float(returns.mean()),
+        "return_stderr": float(returns.std(ddof=1) / np.sqrt(len(returns))) if len(returns) > 1 else 0.0,
+        "normalized_score": normalized_score(float(returns.mean()), expert, rand),
+        "expert_return": expert,
+        "random_return": rand,
+        "episodes": len(returns),
+        "checkpoints": per_checkpoint,
+        "greedy": greedy,
+    }
+
+
+def normalized_score(agent: float, expert: float, random: float) -> float:
+    """(agent - random) / (expert - random): 0 is random play, 1 is the expert."""
+    if abs(expert - random) < 1e-8:
+        return float("nan")
+    return (agent - random) / (expert - random)
+
+
+def aggregate(results: list[dict[str, Any]], reps: int = 2000) -> dict[str, Any]:
+    """IQM of the normalised scores across runs (seeds), with a 95% stratified-bootstrap interval."""
+    from rliable import library as rly
+    from rliable import metrics
+
+    scores = np.array([[r["normalized_score"]] for r in results])  # (runs, tasks=1)
+    point, interval = rly.get_interval_estimates(
+        {"agent": scores}, lambda x: np.array([metrics.aggregate_iqm(x)]), reps=reps
+    )
+    return {
+        "runs": len(results),
+        "iqm_normalized_score": float(point["agent"][0]),
+        "iqm_ci95": [float(interval["agent"][0, 0]), float(interval["agent"][1, 0])],
+        "return_mean": float(np.mean([r["return_mean"] for r in results])),
+        "normalized_score_mean": float(np.mean([r["normalized_score"] for r in results])),
+    }

@@ -1,0 +1,157 @@
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from ditto.agents.expert_data import ExpertLatents
+from ditto.agents.returns import lambda_returns
+from ditto.agents.rewards import SIMILARITIES, cosine, max_cosine, nearest_similarity, neg_l2
+from ditto.agents.trainer import AgentTrainer, split_expert_episodes, train_agent
+from ditto.config import agent_config, world_model_config
+from ditto.data import Dataset
+from ditto.errors import DittoError, SpecError
+from ditto.evaluation.protocol import evaluate_run, normalized_score
+from ditto.world_model.trainer import load_world_model, train_world_model
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory):
+    """A debug world model on a small synthetic CartPole dataset, and that dataset as expert data.
+
+    The expert's action shows in the frame it acts on (bright for 1, dark for 0), so
+    that the action can be learned from the frame or from its latent.
+    """
+    from ditto.data import DatasetWriter, Episode
+    from ditto.envs import env_spec
+
+    root = tmp_path_factory.mktemp("world")
+    spec = env_spec("CartPole-v1")
+    rng = np.random.default_rng(0)
+    writer = DatasetWriter(root / "expert", spec, {"expert": "synthetic", "epsilon": 0.0, "seed": 0})
+    for length in (12, 15, 9, 20, 14):
+        actions = rng.integers(0, 2, size=length)
+        shade = np.append(40 + 160 * actions, 120).astype(np.uint8)
+        frames = np.broadcast_to(shade[:, None, None, None], (length + 1, 1, 64, 64)).copy()
+        frames[:, :, :8] = rng.integers(0, 256, size=(length + 1, 1, 8, 64), dtype=np.uint8)
+        writer.add(Episode(frames, actions, np.ones(length, np.float32), terminated=True, truncated=False))
+    train_world_model([root / "expert"], root / "wm", world_model_config("debug", steps=30), progress=False)
+    return root
+
+
+def test_max_cosine_reward_values():
+    x = torch.tensor([[1.0, -2.0, 3.0]])
+    assert max_cosine(x, x).item() == pytest.approx(1.0)
+    assert max_cosine(x, 2 * x).item() == pytest.approx(0.5)
+    assert max_cosine(2 * x, x).item() == pytest.approx(0.5)
+    assert max_cosine(x, -x).item() < 0
+    assert cosine(x, 2 * x).item() == pytest.approx(1.0)
+    assert neg_l2(x, x).item() == pytest.approx(0.0)
+
+
+@pytest.mark.parametrize("name", sorted(SIMILARITIES))
+def test_nearest_similarity_matches_brute_force(name):
+    generator = torch.Generator().manual_seed(0)
+    learner, bank = torch.randn(3, 5, 8, generator=generator), torch.randn(37, 8, generator=generator)
+    brute = SIMILARITIES[name](bank[None, None], learner[:, :, None]).max(-1).values
+    assert torch.allclose(nearest_similarity(learner, bank, name, chunk=10), brute, atol=1e-5)
+
+
+def test_lambda_returns_by_hand():
+    rewards = torch.tensor([[1.0], [2.0]])
+    values = torch.tensor([[10.0], [20.0], [30.0]])
+    gamma, lam = 0.9, 0.5
+    r1 = 2.0 + gamma * ((1 - lam) * 30.0 + lam * 30.0)  # R_1 = r_1 + gamma * v(s_2), since R_2 = v(s_2)
+    r0 = 1.0 + gamma * ((1 - lam) * 20.0 + lam * r1)
+    assert torch.allclose(lambda_returns(rewards, values, gamma, lam), torch.tensor([[r0], [r1]]))
+    # lam = 1: discounted rewards plus the discounted bootstrap
+    assert lambda_returns(rewards, values, 0.9, 1.0)[0].item() == pytest.approx(1 + 0.9 * 2 + 0.81 * 30)
+
+
+def test_expert_windows_never_cross_episodes(world):
+    model = load_world_model(world / "wm").model
+    dataset = Dataset(world / "expert")
+    latents = ExpertLatents.from_episodes(model, list(dataset), horizon=10, device=torch.device("cpu"))
+    lengths = [len(e.observations) for e in dataset]
+    episode_of = np.repeat(np.arange(len(lengths)), lengths)
+    assert latents.features.shape == (sum(lengths), model.feature_dim)
+    assert latents.num_windows == sum(max(n - 10, 0) for n in lengths)
+    for start in latents.starts.tolist():
+        assert episode_of[start] == episode_of[start + 10]
+    features, actions = latents.windows(latents.sample(32, torch.Generator().manual_seed(0)))
+    assert features.shape == (11, 32, model.feature_dim) and actions.shape == (11, 32, 2)
+
+
+def test_expert_split_uses_unseen_episodes_for_validation(world):
+    dataset = Dataset(world / "expert")
+    train, val, on_train = split_expert_episodes(dataset, 3, 0.1)
+    assert len(train) == 3 and len(val) == 1 and not on_train
+    assert np.array_equal(val[0].observations, dataset[3].observations)
+    with pytest.raises(DittoError, match="--expert-episodes 9 is more than the 5 episodes"):
+        split_expert_episodes(dataset, 9, 0.1)
+
+
+def _metric(run, key):
+    records = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    return [r[key] for r in records if key in r]
+
+
+@pytest.mark.parametrize(
+    "algo, key, threshold",
+    [
+        ("dbc", "losses/actor", 0.9),
+        ("bc", "losses/actor", 0.9),
+        ("ditto", "losses/critic", 0.5),
+        ("dgail", "losses/discriminator", 0.95),  # from log(4): it learns to tell the pairs apart
+    ],
+)
+def test_each_method_learns_on_a_tiny_problem(world, tmp_path, algo, key, threshold):
+    config = agent_config(
+        "debug", algo=algo, expert_episodes=4, steps=60, log_every=1, checkpoint_every=60, lr=3e-3, critic_lr=3e-3, disc_lr=3e-3
+    )
+    train_agent(config, world / "expert", tmp_path / algo, world / "wm", progress=False)
+    values = _metric(tmp_path / algo, key)
+    assert len(values) == 60
+    assert np.mean(values[-10:]) < threshold * np.mean(values[:5])
+    assert _metric(tmp_path / algo, "val/action_accuracy")
+
+
+def test_stop_and_resume_gives_the_same_updates(world, tmp_path):
+    def config(steps):
+        return agent_config("debug", algo="ditto", expert_episodes=3, steps=steps, log_every=1, checkpoint_every=5)
+
+    train_agent(config(10), world / "expert", tmp_path / "straight", world / "wm", progress=False)
+    train_agent(config(5), world / "expert", tmp_path / "split", world / "wm", progress=False)
+    train_agent(config(10), world / "expert", tmp_path / "split", world / "wm", resume=True, progress=False)
+    assert _metric(tmp_path / "split", "losses/actor") == _metric(tmp_path / "straight", "losses/actor")
+    snapshots = sorted(p.name for p in (tmp_path / "split" / "checkpoints").iterdir())
+    assert snapshots == ["step_00000005.safetensors", "step_00000010.safetensors"]
+
+
+def test_evaluation_is_reproducible_and_read_only(world, tmp_path):
+    config = agent_config("debug", algo="ditto", expert_episodes=2, steps=4, checkpoint_every=2)
+    run = train_agent(config, world / "expert", tmp_path / "run", world / "wm", progress=False).path
+    before = sorted((p.name, p.stat().st_mtime_ns) for p in run.rglob("*"))
+    first = evaluate_run(run, episodes=3, progress=False)
+    second = evaluate_run(run, episodes=3, progress=False)
+    assert first == second
+    assert first["episodes"] == 6 and len(first["checkpoints"]) == 2
+    assert {"return_mean", "return_stderr", "normalized_score", "episodes"} <= first.keys()
+    assert sorted((p.name, p.stat().st_mtime_ns) for p in run.rglob("*")) == before
+    bc = train_agent(agent_config("debug", algo="bc", expert_episodes=2, steps=2), world / "expert", tmp_path / "bc", progress=False)
+    assert evaluate_run(bc.path, episodes=2, progress=False)["episodes"] == 2  # one snapshot, at the end
+
+
+def test_normalized_score():
+    assert normalized_score(500.0, 500.0, 20.0) == pytest.approx(1.0)
+    assert normalized_score(20.0, 500.0, 20.0) == pytest.approx(0.0)
+
+
+def test_clear_errors(world, tmp_path, make_dataset):
+    pong, _ = make_dataset("ALE/Pong-v5", lengths=(6, 7), name="pong")
+    with pytest.raises(SpecError, match="expert data .* is for ALE/Pong-v5, expected CartPole-v1"):
+        AgentTrainer(agent_config("debug", expert_episodes=1), pong, tmp_path / "a", world / "wm", progress=False)
+    with pytest.raises(DittoError, match="pass --world-model RUN"):
+        AgentTrainer(agent_config("debug", expert_episodes=1), world / "expert", tmp_path / "b", None, progress=False)
+    with pytest.raises(DittoError, match="not an agent run"):
+        evaluate_run(tmp_path)
