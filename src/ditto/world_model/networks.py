@@ -21,13 +21,15 @@ class Encoder(nn.Module):
         for i in range(4):
             layers += [nn.Conv2d(in_channels, depth * 2**i, 4, stride=2), nn.ELU()]
             in_channels = depth * 2**i
-        self.net = nn.Sequential(*layers, nn.Flatten())
+        self.net = nn.Sequential(*layers, nn.Flatten()).to(memory_format=torch.channels_last)
         self.out_dim = depth * 8 * 2 * 2
 
     def forward(self, frames: torch.Tensor) -> torch.Tensor:
         """(..., C, 64, 64) uint8 -> (..., 32 * depth)."""
         lead = frames.shape[:-3]
         x = frames_to_input(frames.reshape(-1, *frames.shape[-3:]))
+        # Channels-last convolutions are 20-40% faster on CPU (oneDNN) and on GPU (tensor cores).
+        x = x.contiguous(memory_format=torch.channels_last)
         return self.net(x).reshape(*lead, self.out_dim)
 
 
@@ -46,11 +48,11 @@ class Decoder(nn.Module):
             nn.ConvTranspose2d(2 * depth, depth, 6, stride=2),
             nn.ELU(),
             nn.ConvTranspose2d(depth, channels, 6, stride=2),
-        )
+        ).to(memory_format=torch.channels_last)
 
     def forward(self, features: torch.Tensor) -> torch.Tensor:
         """(..., feature_dim) -> (..., C, 64, 64) mean of the frame in frames_to_input's scale."""
         lead = features.shape[:-1]
         x = self.linear(features.reshape(-1, features.shape[-1]))
-        x = self.net(x.reshape(-1, 32 * self.depth, 1, 1))
-        return x.reshape(*lead, *x.shape[1:])
+        x = self.net(x.reshape(-1, 32 * self.depth, 1, 1).contiguous(memory_format=torch.channels_last))
+        return x.contiguous().reshape(*lead, *x.shape[1:])
