@@ -162,6 +162,30 @@ def _cmd_bench_world_model(args: argparse.Namespace) -> None:
             )
 
 
+def _cmd_bench_imagination(args: argparse.Namespace) -> None:
+    from ditto.agents.bench import bench_imagination
+    from ditto.device import resolve_device
+
+    results = bench_imagination(
+        args.preset,
+        args.modes,
+        resolve_device(args.device),
+        batch=args.batch or 512,
+        horizon=args.horizon,
+        steps=args.steps,
+        warmup=args.warmup,
+    )
+    for r in results:
+        if args.json:
+            print(json.dumps(r), flush=True)
+        else:
+            print(
+                f"{r['preset']:>6} {r['mode']:<13} B{r['batch']}xH{r['horizon']}: {r['update_s']:.3f} s/update, "
+                f"x{r['speedup_vs_first_mode']:.2f} vs {args.modes[0]} [{r['device']}]",
+                flush=True,
+            )
+
+
 def _cmd_train(args: argparse.Namespace) -> None:
     from ditto.agents.trainer import train_agent
     from ditto.config import agent_config
@@ -390,28 +414,42 @@ def build_parser() -> argparse.ArgumentParser:
 
     bench = commands.add_parser("bench", help="speed benchmarks")
     sub = bench.add_subparsers(dest="bench_command", required=True, metavar="COMMAND")
-    p = sub.add_parser("world-model", help="training steps/s: fp32 eager vs bf16 vs bf16 + compile")
-    p.add_argument(
-        "--preset",
-        nargs="+",
-        default=["debug", "small", "paper"],
-        choices=["debug", "small", "paper"],
-    )
-    p.add_argument(
-        "--modes",
-        nargs="+",
-        default=["fp32", "bf16", "fp32+compile", "bf16+compile"],
-        choices=["fp32", "bf16", "fp32+compile", "bf16+compile"],
-    )
-    p.add_argument("--device", default="auto")
-    p.add_argument("--steps", type=int, default=5, help="timed steps per mode (median reported)")
-    p.add_argument(
-        "--warmup", type=int, default=2, help="untimed steps first (compilation happens here)"
-    )
-    p.add_argument("--batch", type=int, default=None, help="override the preset's batch")
-    p.add_argument("--length", type=int, default=None, help="override the preset's sequence length")
-    p.add_argument("--json", action="store_true", help="one JSON object per line")
-    p.set_defaults(func=_cmd_bench_world_model)
+    presets, modes = ["debug", "small", "paper"], ["fp32", "bf16", "fp32+compile", "bf16+compile"]
+    for name, helptext, func in (
+        (
+            "world-model",
+            "world-model training steps/s: fp32 vs bf16 vs compile",
+            _cmd_bench_world_model,
+        ),
+        (
+            "imagination",
+            "DITTO updates/s (rollout + losses + optimiser): fp32 vs bf16 vs compile",
+            _cmd_bench_imagination,
+        ),
+    ):
+        p = sub.add_parser(name, help=helptext)
+        p.add_argument("--preset", nargs="+", default=presets, choices=presets)
+        p.add_argument("--modes", nargs="+", default=modes, choices=modes)
+        p.add_argument("--device", default="auto")
+        p.add_argument(
+            "--steps", type=int, default=5, help="timed steps per mode (median reported)"
+        )
+        p.add_argument(
+            "--warmup", type=int, default=2, help="untimed steps first (compilation happens here)"
+        )
+        p.add_argument(
+            "--batch", type=int, default=None, help="override the batch (imagination: default 512)"
+        )
+        if name == "world-model":
+            p.add_argument(
+                "--length", type=int, default=None, help="override the preset's sequence length"
+            )
+        else:
+            p.add_argument(
+                "--horizon", type=int, default=15, help="imagination horizon (default 15)"
+            )
+        p.add_argument("--json", action="store_true", help="one JSON object per line")
+        p.set_defaults(func=func)
     return parser
 
 

@@ -76,7 +76,7 @@ WORLD_MODEL_PRESETS: dict[str, WorldModelConfig] = {
         open_loop_horizon=3,
     ),
     "small": WorldModelConfig(
-        cnn_depth=16,
+        cnn_depth=8,
         deter=256,
         hidden=256,
         stoch=16,

@@ -1,0 +1,110 @@
+"""Agent update speed: one DITTO update (rollout + reward + actor-critic losses + optimisers).
+
+    ditto bench imagination --preset debug small paper --device cpu
+
+Each preset pairs the world-model and agent presets of the same name, at batch
+512 x horizon 15 unless overridden. The expert latents are synthetic (random
+states of the model): speed does not depend on their values. All modes run in
+one process so their ratios are comparable; medians over timed updates.
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+from collections.abc import Iterator
+
+import torch
+import torch.nn.functional as F
+
+from ditto.agents.ditto import Ditto
+from ditto.agents.expert_data import ExpertLatents
+from ditto.config import agent_config, world_model_config
+from ditto.envs import env_spec
+from ditto.world_model.bench import MODES, _device_name, _sync
+from ditto.world_model.model import WorldModel
+
+
+def synthetic_latents(
+    model: WorldModel, episodes: int, length: int, horizon: int, device: torch.device
+) -> ExpertLatents:
+    cfg = model.config
+    count = episodes * length
+    deter = torch.randn(count, cfg.deter, device=device)
+    stoch = (
+        F.one_hot(torch.randint(cfg.classes, (count, cfg.stoch), device=device), cfg.classes)
+        .flatten(1)
+        .float()
+    )
+    offsets = torch.arange(episodes, device=device)[:, None] * length
+    starts = (offsets + torch.arange(length - horizon, device=device)).flatten()
+    acted = (offsets + torch.arange(length - 1, device=device)).flatten()
+    actions = F.one_hot(
+        torch.randint(model.spec.action.n, (count,), device=device), model.spec.action.n
+    ).float()
+    return ExpertLatents(torch.cat([deter, stoch], -1), actions, starts, acted, horizon, episodes)
+
+
+def _time_updates(
+    algo: Ditto, bf16: bool, device: torch.device, steps: int, warmup: int
+) -> tuple[float, list[float]]:
+    """Seconds of the warm-up updates, and of each timed update."""
+    generator = torch.Generator().manual_seed(0)
+
+    def update(step: int) -> None:
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
+            algo.update(step, generator)
+        _sync(device)
+
+    start = time.perf_counter()
+    for step in range(warmup):
+        update(step)
+    warmup_s = time.perf_counter() - start
+    times = []
+    for step in range(warmup, warmup + steps):
+        start = time.perf_counter()
+        update(step)
+        times.append(time.perf_counter() - start)
+    return warmup_s, times
+
+
+def bench_imagination(
+    presets: list[str],
+    modes: list[str],
+    device: torch.device,
+    env_id: str = "ALE/Pong-v5",
+    batch: int = 512,
+    horizon: int = 15,
+    steps: int = 5,
+    warmup: int = 2,
+) -> Iterator[dict]:
+    """One result per preset x mode; speedups are against the first mode."""
+    for preset in presets:
+        baseline = None
+        for mode in modes:
+            bf16, compiled = MODES[mode]
+            torch.manual_seed(0)
+            model = (
+                WorldModel(env_spec(env_id), world_model_config(preset))
+                .to(device)
+                .requires_grad_(False)
+            )
+            config = agent_config(preset, batch=batch, horizon=horizon)
+            algo = Ditto(model, synthetic_latents(model, 8, 200, horizon, device), config)
+            if compiled:
+                model.rssm.img_step = torch.compile(model.rssm.img_step)
+                algo.actor.forward = torch.compile(algo.actor.forward)
+            warmup_s, times = _time_updates(algo, bf16, device, steps, warmup)
+            median = statistics.median(times)
+            baseline = baseline or median
+            yield {
+                "preset": preset,
+                "mode": mode,
+                "device": _device_name(device),
+                "batch": batch,
+                "horizon": horizon,
+                "update_s": median,
+                "updates_per_s": 1.0 / median,
+                "speedup_vs_first_mode": baseline / median,
+                "warmup_s": warmup_s,
+            }
