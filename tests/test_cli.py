@@ -1,6 +1,7 @@
 import json
 import re
 
+import numpy as np
 import pytest
 
 from ditto.cli import main
@@ -76,3 +77,22 @@ def test_help_of_every_command(capsys):
             main(argv)
         assert exit_info.value.code == 0
     assert "--expert" in capsys.readouterr().out
+
+
+def test_minari_export_import_via_cli(tmp_path, capsys, make_dataset):
+    path, episodes = make_dataset(lengths=(4, 6))
+    root = tmp_path / "minari"
+    code, stdout, _ = run(capsys, "dataset", "export-minari", str(path), "--id", "ditto/cli-test-v0", "--root", str(root))
+    assert code == 0 and "exported" in stdout
+    code, _, _ = run(capsys, "dataset", "import-minari", str(root / "ditto" / "cli-test-v0"), "--out", str(tmp_path / "back"))
+    assert code == 0
+    back = Dataset(tmp_path / "back")
+    assert all(np.array_equal(a.observations, b.observations) for a, b in zip(episodes, back, strict=True))
+
+
+@pytest.mark.parametrize("bench", ["world-model", "imagination"])
+def test_bench_commands_run(capsys, bench):
+    code, stdout, _ = run(capsys, "bench", bench, "--preset", "debug", "--modes", "fp32", "--steps", "1", "--warmup", "0", "--json", "--device", "cpu", *(["--batch", "8"] if bench == "imagination" else []))
+    assert code == 0
+    result = json.loads(stdout.splitlines()[0])
+    assert result["preset"] == "debug" and result["mode"] == "fp32" and result["speedup_vs_first_mode"] == 1.0
