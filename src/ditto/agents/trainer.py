@@ -13,18 +13,14 @@ Run directory:
 
 from __future__ import annotations
 
-import json
 import math
-import platform
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import torch
 from tqdm.auto import tqdm
 
-import ditto
 from ditto.agents.bc import ExpertFrames, PixelBC
 from ditto.agents.dbc import DBC
 from ditto.agents.dgail import DGail
@@ -36,16 +32,26 @@ from ditto.data import Dataset, Episode
 from ditto.device import resolve_device, use_bf16
 from ditto.errors import DittoError
 from ditto.io import atomic_write_json
+from ditto.runs import (
+    CHECKPOINT,
+    CONFIG,
+    MetricsLog,
+    fork_rng,
+    has_checkpoint,
+    read_config,
+    restore_rng,
+    rng_tensors,
+    versions,
+)
 from ditto.world_model.trainer import TrainingDiverged, load_world_model
 
-CHECKPOINT = "checkpoint.safetensors"
-CONFIG = "config.json"
-METRICS = "metrics.jsonl"
 SNAPSHOTS = "checkpoints"
 LATENT_ALGOS = {"ditto": Ditto, "dbc": DBC, "dgail": DGail}
 
 
-def split_expert_episodes(dataset: Dataset, count: int, val_fraction: float) -> tuple[list[Episode], list[Episode], bool]:
+def split_expert_episodes(
+    dataset: Dataset, count: int, val_fraction: float
+) -> tuple[list[Episode], list[Episode], bool]:
     """The first `count` episodes train; validation uses episodes the agent never trains on.
 
     Validation takes the dataset's next episodes after the first `count` (about
@@ -88,11 +94,9 @@ class AgentTrainer:
         progress: bool = True,
     ):
         self.out, self.progress = Path(out), progress
-        has_checkpoint = (self.out / CHECKPOINT).exists()
-        if has_checkpoint and not resume:
-            raise DittoError(f"{self.out} already holds a trained run; pass --resume to continue it or choose a new --out")
-        if resume and has_checkpoint:
-            saved = json.loads((self.out / CONFIG).read_text())
+        resuming = has_checkpoint(self.out, resume)
+        if resuming:
+            saved = read_config(self.out)
             config = AgentConfig.from_json({**saved["agent"], "steps": config.steps})
             expert_data, world_model = saved["expert_data"], saved["world_model"]
         self.config, self.expert_data = config, str(expert_data)
@@ -103,7 +107,9 @@ class AgentTrainer:
         dataset = Dataset(expert_data)
         self.spec = dataset.spec
         self.expert_return = float(dataset.returns.mean())
-        train, val, self.val_on_train = split_expert_episodes(dataset, config.expert_episodes, config.val_fraction)
+        train, val, self.val_on_train = split_expert_episodes(
+            dataset, config.expert_episodes, config.val_fraction
+        )
         torch.manual_seed(config.seed)
         self.generator = torch.Generator().manual_seed(config.seed)
         if config.algo == "bc":
@@ -111,22 +117,27 @@ class AgentTrainer:
             self.validation = ExpertFrames(val, self.spec, config.bc_frame_stack, self.device)
         else:
             if world_model is None:
-                raise DittoError(f"--algo {config.algo} trains inside a world model: pass --world-model RUN")
+                raise DittoError(
+                    f"--algo {config.algo} trains inside a world model: pass --world-model RUN"
+                )
             model = load_world_model(world_model, str(self.device)).model.requires_grad_(False)
             model.spec.check_compatible(self.spec, f"expert data {expert_data}")
             with self._autocast():
                 expert = ExpertLatents.from_episodes(model, train, config.horizon, self.device)
-                self.validation = ExpertLatents.from_episodes(model, val, config.horizon, self.device)
+                self.validation = ExpertLatents.from_episodes(
+                    model, val, config.horizon, self.device
+                )
             if expert.num_windows == 0 and config.algo != "dbc":
-                raise DittoError(f"no expert episode is longer than the horizon {config.horizon}; use a shorter --horizon")
+                raise DittoError(
+                    f"no expert episode is longer than the horizon {config.horizon}; use a shorter --horizon"
+                )
             self.algo = LATENT_ALGOS[config.algo](model, expert, config)
         self.step = 0
-        if resume and has_checkpoint:
+        if resuming:
             self._load()
         else:
             self._write_config()
-            (self.out / METRICS).write_text("")
-        self._tensorboard = None
+        self.log = MetricsLog(self.out, self.step if resuming else None)
 
     def _autocast(self):
         return torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.bf16)
@@ -145,22 +156,25 @@ class AgentTrainer:
                 "val_on_train": self.val_on_train,
                 "device": str(self.device),
                 "bf16": self.bf16,
-                "versions": {"ditto": ditto.__version__, "torch": torch.__version__, "python": platform.python_version()},
+                "versions": versions(),
             },
         )
 
     def save(self) -> None:
         meta = {"step": self.step, "generator": self.generator.get_state().tolist()}
-        tensors = {"rng/torch": torch.get_rng_state()}
-        if self.device.type == "cuda":
-            tensors["rng/cuda"] = torch.cuda.get_rng_state(self.device)
-        save_checkpoint(self.out / CHECKPOINT, self.algo.stateful(), tensors=tensors, meta=meta)
+        save_checkpoint(
+            self.out / CHECKPOINT, self.algo.stateful(), tensors=rng_tensors(self.device), meta=meta
+        )
 
     def save_snapshot(self) -> None:
         """The policy alone, for evaluation; only the newest keep_checkpoints snapshots stay."""
         policy = self.algo.policy if self.config.algo == "bc" else self.algo.actor
         folder = self.out / SNAPSHOTS
-        save_checkpoint(folder / f"step_{self.step:08d}.safetensors", {"policy": policy}, meta={"step": self.step})
+        save_checkpoint(
+            folder / f"step_{self.step:08d}.safetensors",
+            {"policy": policy},
+            meta={"step": self.step},
+        )
         for old in sorted(folder.glob("step_*.safetensors"))[: -self.config.keep_checkpoints]:
             old.unlink()
 
@@ -170,28 +184,18 @@ class AgentTrainer:
             checkpoint.restore(name, obj)
         self.step = int(checkpoint.meta["step"])
         self.generator.set_state(torch.tensor(checkpoint.meta["generator"], dtype=torch.uint8))
-        torch.set_rng_state(checkpoint.tensor("rng/torch"))
-        if self.device.type == "cuda" and checkpoint.has_tensor("rng/cuda"):
-            torch.cuda.set_rng_state(checkpoint.tensor("rng/cuda"), self.device)
-        lines = (self.out / METRICS).read_text().splitlines() if (self.out / METRICS).exists() else []
-        kept = [line for line in lines if line and json.loads(line)["step"] <= self.step]
-        (self.out / METRICS).write_text("".join(line + "\n" for line in kept))
-
-    def _log(self, record: dict[str, Any]) -> None:
-        with open(self.out / METRICS, "a") as f:
-            f.write(json.dumps(record) + "\n")
-        if self._tensorboard is None:
-            from torch.utils.tensorboard import SummaryWriter
-
-            self._tensorboard = SummaryWriter(str(self.out))
-        for key, value in record.items():
-            if key != "step" and isinstance(value, (int, float)):
-                self._tensorboard.add_scalar(key, value, record["step"])
+        restore_rng(checkpoint, self.device)
 
     # ----- training ----------------------------------------------------------------------------
     def train(self) -> AgentRun:
         cfg = self.config
-        bar = tqdm(total=cfg.steps, initial=self.step, desc=cfg.algo, unit="update", disable=not self.progress)
+        bar = tqdm(
+            total=cfg.steps,
+            initial=self.step,
+            desc=cfg.algo,
+            unit="update",
+            disable=not self.progress,
+        )
         start_time, start_step = time.perf_counter(), self.step
         try:
             while self.step < cfg.steps:
@@ -205,12 +209,19 @@ class AgentTrainer:
                 self.step += 1
                 bar.update(1)
                 if self.step % cfg.log_every == 0 or self.step == cfg.steps:
-                    devices = [self.device] if self.device.type == "cuda" else []
-                    with self._autocast(), torch.random.fork_rng(devices=devices):
+                    with self._autocast(), fork_rng(self.device):
                         metrics.update(self.algo.diagnostics(self.validation))
                     speed = (self.step - start_step) / (time.perf_counter() - start_time)
-                    self._log({"step": self.step, **metrics, "charts/updates_per_second": speed})
-                    bar.set_postfix({k.split("/")[-1]: f"{v:.3f}" for k, v in metrics.items() if k.startswith("val/")})
+                    self.log.write(
+                        {"step": self.step, **metrics, "charts/updates_per_second": speed}
+                    )
+                    bar.set_postfix(
+                        {
+                            k.split("/")[-1]: f"{v:.3f}"
+                            for k, v in metrics.items()
+                            if k.startswith("val/")
+                        }
+                    )
                 if self.step % cfg.checkpoint_every == 0 or self.step == cfg.steps:
                     self.save_snapshot()
                     self.save()
@@ -219,8 +230,7 @@ class AgentTrainer:
             raise
         finally:
             bar.close()
-            if self._tensorboard is not None:
-                self._tensorboard.flush()
+            self.log.flush()
         return AgentRun(self.out, self.step)
 
 

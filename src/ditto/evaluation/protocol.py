@@ -10,7 +10,6 @@ comes from the rliable library. Evaluation only reads the run directory.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
@@ -20,13 +19,14 @@ from tqdm.auto import tqdm
 
 from ditto.agents.bc import PixelPolicy
 from ditto.agents.networks import Actor
-from ditto.agents.trainer import CONFIG, SNAPSHOTS
+from ditto.agents.trainer import SNAPSHOTS
 from ditto.checkpoint import load_checkpoint
 from ditto.config import AgentConfig
 from ditto.device import resolve_device
 from ditto.envs import make_vector_env
 from ditto.errors import DittoError
 from ditto.evaluation.policy import LatentAgent, PixelAgent, RandomAgent
+from ditto.runs import CONFIG, read_config
 from ditto.specs import EnvSpec
 from ditto.world_model.trainer import load_world_model
 
@@ -63,7 +63,7 @@ def run_episodes(agent, env_id: str, spec: EnvSpec, episodes: int, num_envs: int
 
 
 def load_agent(run: Path, snapshot: Path, device: torch.device, greedy: bool):
-    saved = json.loads((run / CONFIG).read_text())
+    saved = read_config(run)
     config = AgentConfig.from_json(saved["agent"])
     spec = EnvSpec.from_json(saved["env"])
     checkpoint = load_checkpoint(snapshot)
@@ -96,7 +96,7 @@ def evaluate_run(
     run = Path(run)
     if not (run / CONFIG).is_file():
         raise DittoError(f"{run}: not an agent run (no {CONFIG}); train one with `ditto train`")
-    saved = json.loads((run / CONFIG).read_text())
+    saved = read_config(run)
     config = AgentConfig.from_json(saved["agent"])
     spec = EnvSpec.from_json(saved["env"])
     episodes = episodes or config.eval_episodes

@@ -12,34 +12,37 @@ Run directory:
 
 from __future__ import annotations
 
-import json
 import math
-import platform
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-import ditto
 from ditto.checkpoint import load_checkpoint, save_checkpoint
 from ditto.config import WorldModelConfig
 from ditto.data import ChunkSampler, Episode, WindowBatch, WindowSampler, open_datasets
 from ditto.device import resolve_device, use_bf16
 from ditto.errors import DittoError
 from ditto.io import atomic_write_json
+from ditto.runs import (
+    CHECKPOINT,
+    CONFIG,
+    MetricsLog,
+    fork_rng,
+    has_checkpoint,
+    read_config,
+    restore_rng,
+    rng_tensors,
+    versions,
+)
 from ditto.specs import EnvSpec
 from ditto.world_model.diagnostics import save_gif, save_grid
 from ditto.world_model.model import WorldModel, to_uint8
 from ditto.world_model.networks import frames_to_input
 from ditto.world_model.rssm import State, detach_state
-
-CHECKPOINT = "checkpoint.safetensors"
-CONFIG = "config.json"
-METRICS = "metrics.jsonl"
 
 
 class TrainingDiverged(DittoError):
@@ -53,7 +56,9 @@ def split_episodes(num_episodes: int, fraction: float, seed: int) -> tuple[list[
     return sorted(order[held_out:].tolist()), sorted(order[:held_out].tolist())
 
 
-def batch_to_torch(batch: WindowBatch, device: torch.device) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+def batch_to_torch(
+    batch: WindowBatch, device: torch.device
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     return (
         torch.from_numpy(batch.frames).to(device, non_blocking=True),
         torch.from_numpy(batch.actions).to(device, non_blocking=True),
@@ -73,11 +78,14 @@ class WorldModelRun:
 def load_world_model(run: str | Path, device: str = "cpu") -> WorldModelRun:
     """The world model of a run directory (its latest checkpoint), in eval mode."""
     run = Path(run)
-    config_path = run / CONFIG
-    if not config_path.is_file():
-        raise DittoError(f"{run}: not a world-model run (no {CONFIG}); train one with `ditto train-world-model`")
-    saved = json.loads(config_path.read_text())
-    model = WorldModel(EnvSpec.from_json(saved["env"]), WorldModelConfig.from_json(saved["world_model"]))
+    if not (run / CONFIG).is_file():
+        raise DittoError(
+            f"{run}: not a world-model run (no {CONFIG}); train one with `ditto train-world-model`"
+        )
+    saved = read_config(run)
+    model = WorldModel(
+        EnvSpec.from_json(saved["env"]), WorldModelConfig.from_json(saved["world_model"])
+    )
     checkpoint = load_checkpoint(run / CHECKPOINT)
     checkpoint.restore("model", model)
     model.to(resolve_device(device)).eval()
@@ -96,11 +104,9 @@ class WorldModelTrainer:
     ):
         self.out, self.progress = Path(out), progress
         self.device = resolve_device(device)
-        has_checkpoint = (self.out / CHECKPOINT).exists()
-        if has_checkpoint and not resume:
-            raise DittoError(f"{self.out} already holds a trained run; pass --resume to continue it or choose a new --out")
-        if resume and has_checkpoint:
-            saved = json.loads((self.out / CONFIG).read_text())
+        resuming = has_checkpoint(self.out, resume)
+        if resuming:
+            saved = read_config(self.out)
             # The run's own config wins, except for how long to train.
             config = WorldModelConfig.from_json({**saved["world_model"], "steps": config.steps})
             data = saved["data"]
@@ -118,16 +124,17 @@ class WorldModelTrainer:
         self.optimizer = torch.optim.AdamW(
             self.model.parameters(), lr=config.lr, eps=config.eps, weight_decay=config.weight_decay
         )
-        self.sampler = ChunkSampler(self.train_episodes, self.spec, config.batch, config.length, seed=config.seed)
+        self.sampler = ChunkSampler(
+            self.train_episodes, self.spec, config.batch, config.length, seed=config.seed
+        )
         self.carry: State | None = None
         self.step = 0
-        if resume and has_checkpoint:
+        if resuming:
             self._load()
         else:
             self._write_config()
-            (self.out / METRICS).write_text("")
+        self.log = MetricsLog(self.out, self.step if resuming else None)
         self._step_fn = torch.compile(self._train_step) if config.compile else self._train_step
-        self._tensorboard = None
 
     # ----- persistence -------------------------------------------------------------------------
     def _write_config(self) -> None:
@@ -142,18 +149,21 @@ class WorldModelTrainer:
                 "val_episodes": len(self.val_episodes),
                 "device": str(self.device),
                 "bf16": self.bf16,
-                "versions": {"ditto": ditto.__version__, "torch": torch.__version__, "python": platform.python_version()},
+                "versions": versions(),
             },
         )
 
     def save(self) -> None:
-        tensors = {"rng/torch": torch.get_rng_state()}
-        if self.device.type == "cuda":
-            tensors["rng/cuda"] = torch.cuda.get_rng_state(self.device)
+        tensors = rng_tensors(self.device)
         if self.carry is not None:
             tensors.update({f"carry/{k}": v for k, v in self.carry._asdict().items()})
         meta = {"step": self.step, "sampler": self.sampler.state_dict()}
-        save_checkpoint(self.out / CHECKPOINT, {"model": self.model, "optim": self.optimizer}, tensors=tensors, meta=meta)
+        save_checkpoint(
+            self.out / CHECKPOINT,
+            {"model": self.model, "optim": self.optimizer},
+            tensors=tensors,
+            meta=meta,
+        )
 
     def _load(self) -> None:
         checkpoint = load_checkpoint(self.out / CHECKPOINT)
@@ -161,26 +171,11 @@ class WorldModelTrainer:
         checkpoint.restore("optim", self.optimizer)
         self.step = int(checkpoint.meta["step"])
         self.sampler.load_state_dict(checkpoint.meta["sampler"])
-        torch.set_rng_state(checkpoint.tensor("rng/torch"))
-        if self.device.type == "cuda" and checkpoint.has_tensor("rng/cuda"):
-            torch.cuda.set_rng_state(checkpoint.tensor("rng/cuda"), self.device)
+        restore_rng(checkpoint, self.device)
         if checkpoint.has_tensor("carry/deter"):
-            self.carry = State(*(checkpoint.tensor(f"carry/{k}").to(self.device) for k in State._fields))
-        # Forget log lines written after the checkpoint: they will be written again.
-        lines = (self.out / METRICS).read_text().splitlines() if (self.out / METRICS).exists() else []
-        kept = [line for line in lines if line and json.loads(line)["step"] <= self.step]
-        (self.out / METRICS).write_text("".join(line + "\n" for line in kept))
-
-    def _log(self, record: dict[str, Any]) -> None:
-        with open(self.out / METRICS, "a") as f:
-            f.write(json.dumps(record) + "\n")
-        if self._tensorboard is None:
-            from torch.utils.tensorboard import SummaryWriter
-
-            self._tensorboard = SummaryWriter(str(self.out))
-        for key, value in record.items():
-            if key != "step" and isinstance(value, (int, float)):
-                self._tensorboard.add_scalar(key, value, record["step"])
+            self.carry = State(
+                *(checkpoint.tensor(f"carry/{k}").to(self.device) for k in State._fields)
+            )
 
     # ----- training ----------------------------------------------------------------------------
     def _autocast(self):
@@ -198,7 +193,13 @@ class WorldModelTrainer:
     def train(self) -> WorldModelRun:
         cfg = self.config
         self.model.train()
-        bar = tqdm(total=cfg.steps, initial=self.step, desc="world model", unit="step", disable=not self.progress)
+        bar = tqdm(
+            total=cfg.steps,
+            initial=self.step,
+            desc="world model",
+            unit="step",
+            disable=not self.progress,
+        )
         start_time, start_step = time.perf_counter(), self.step
         try:
             while self.step < cfg.steps:
@@ -223,10 +224,14 @@ class WorldModelTrainer:
                         "losses/world_model/grad_norm": float(grad_norm),
                         "charts/steps_per_second": speed,
                     }
-                    self._log(record)
-                    bar.set_postfix(loss=f"{loss:.1f}", kl=f"{record['losses/world_model/kl']:.2f}", sps=f"{speed:.2f}")
+                    self.log.write(record)
+                    bar.set_postfix(
+                        loss=f"{loss:.1f}",
+                        kl=f"{record['losses/world_model/kl']:.2f}",
+                        sps=f"{speed:.2f}",
+                    )
                 if self.step % cfg.eval_every == 0 or self.step == cfg.steps:
-                    self._log({"step": self.step, **self.validate()})
+                    self.log.write({"step": self.step, **self.validate()})
                 if self.step % cfg.checkpoint_every == 0 or self.step == cfg.steps:
                     self.save()
         except KeyboardInterrupt:
@@ -235,8 +240,7 @@ class WorldModelTrainer:
             raise
         finally:
             bar.close()
-            if self._tensorboard is not None:
-                self._tensorboard.flush()
+            self.log.flush()
         return WorldModelRun(self.out, self.model, self.step)
 
     # ----- validation --------------------------------------------------------------------------
@@ -247,7 +251,9 @@ class WorldModelTrainer:
         Errors are mean squared errors per pixel in [0, 1] units; also writes the diagnostics.
         """
         cfg = self.config
-        episodes = self.val_episodes or self.train_episodes  # a one-episode dataset validates on itself
+        episodes = (
+            self.val_episodes or self.train_episodes
+        )  # a one-episode dataset validates on itself
         context, horizon = cfg.open_loop_context, cfg.open_loop_horizon
         try:
             sampler = WindowSampler(episodes, self.spec, context + horizon, seed=cfg.seed)
@@ -257,8 +263,7 @@ class WorldModelTrainer:
         frames, actions, is_first = batch_to_torch(sampler.sample(sequences), self.device)
         # Validation draws latent samples; fork the RNG so training continues as if it had not run
         # (a resumed run then matches an uninterrupted one whatever the validation schedule).
-        devices = [self.device] if self.device.type == "cuda" else []
-        with torch.random.fork_rng(devices=devices), self._autocast():
+        with fork_rng(self.device), self._autocast():
             posts = self.model.observe(frames, actions, is_first)
             recon = self.model.decode(self.model.features(posts)).float()
             _, priors = self.model.rssm.observe(self.model.encoder(frames), actions, is_first)
@@ -267,7 +272,9 @@ class WorldModelTrainer:
         self.model.train()
         target = frames_to_input(frames)
         open_loop_error = (predictions.float() - target[:, context:]).square().mean((0, 2, 3, 4))
-        copy_last_error = (target[:, context - 1 : context] - target[:, context:]).square().mean((0, 2, 3, 4))
+        copy_last_error = (
+            (target[:, context - 1 : context] - target[:, context:]).square().mean((0, 2, 3, 4))
+        )
         metrics = {
             "val/recon_mse": float((recon - target).square().mean()),
             "val/kl": float(kl),
@@ -278,10 +285,22 @@ class WorldModelTrainer:
             if k <= horizon:
                 metrics[f"val/open_loop_mse_k{k}"] = float(open_loop_error[k - 1])
                 metrics[f"val/copy_last_mse_k{k}"] = float(copy_last_error[k - 1])
-        model_frames = to_uint8(torch.cat([context_recon.float(), predictions.float()], 1)).cpu().numpy()
+        model_frames = (
+            to_uint8(torch.cat([context_recon.float(), predictions.float()], 1)).cpu().numpy()
+        )
         real_frames = frames.cpu().numpy()
-        save_grid(self.out / "diagnostics" / "open_loop.png", real_frames[:pictures], model_frames[:pictures], context)
-        save_gif(self.out / "diagnostics" / "open_loop.gif", real_frames[:pictures], model_frames[:pictures], context)
+        save_grid(
+            self.out / "diagnostics" / "open_loop.png",
+            real_frames[:pictures],
+            model_frames[:pictures],
+            context,
+        )
+        save_gif(
+            self.out / "diagnostics" / "open_loop.gif",
+            real_frames[:pictures],
+            model_frames[:pictures],
+            context,
+        )
         return metrics
 
 

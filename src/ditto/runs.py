@@ -1,0 +1,96 @@
+"""Run-directory plumbing shared by the trainers: the resume rule, the metrics log, RNG state.
+
+RUN/config.json             what the run is (written once, atomically)
+RUN/metrics.jsonl           one JSON object per log step
+RUN/events.*                the same scalars for TensorBoard
+RUN/checkpoint.safetensors  the latest full training state
+"""
+
+from __future__ import annotations
+
+import json
+import platform
+from pathlib import Path
+from typing import Any
+
+import torch
+
+import ditto
+from ditto.checkpoint import Checkpoint
+from ditto.errors import DittoError
+
+CHECKPOINT = "checkpoint.safetensors"
+CONFIG = "config.json"
+METRICS = "metrics.jsonl"
+
+
+def has_checkpoint(out: Path, resume: bool) -> bool:
+    """Whether to resume from `out`; a finished or stopped run is never overwritten silently."""
+    exists = (out / CHECKPOINT).exists()
+    if exists and not resume:
+        raise DittoError(
+            f"{out} already holds a trained run; pass --resume to continue it or choose a new --out"
+        )
+    return exists and resume
+
+
+def read_config(out: Path) -> dict[str, Any]:
+    return json.loads((out / CONFIG).read_text())
+
+
+def versions() -> dict[str, str]:
+    return {
+        "ditto": ditto.__version__,
+        "torch": torch.__version__,
+        "python": platform.python_version(),
+    }
+
+
+class MetricsLog:
+    """metrics.jsonl plus TensorBoard. Resuming at `step` forgets lines written after it
+    (they are written again), so a resumed run's log equals an uninterrupted one's."""
+
+    def __init__(self, out: Path, resume_step: int | None = None):
+        self.path, self.out = out / METRICS, out
+        lines = (
+            self.path.read_text().splitlines()
+            if resume_step is not None and self.path.exists()
+            else []
+        )
+        kept = [line for line in lines if line and json.loads(line)["step"] <= (resume_step or 0)]
+        self.path.write_text("".join(line + "\n" for line in kept))
+        self._tensorboard = None
+
+    def write(self, record: dict[str, Any]) -> None:
+        with open(self.path, "a") as f:
+            f.write(json.dumps(record) + "\n")
+        if self._tensorboard is None:
+            from torch.utils.tensorboard import SummaryWriter
+
+            self._tensorboard = SummaryWriter(str(self.out))
+        for key, value in record.items():
+            if key != "step" and isinstance(value, (int, float)):
+                self._tensorboard.add_scalar(key, value, record["step"])
+
+    def flush(self) -> None:
+        if self._tensorboard is not None:
+            self._tensorboard.flush()
+
+
+def rng_tensors(device: torch.device) -> dict[str, torch.Tensor]:
+    """The global torch RNG state(s) to put in a checkpoint."""
+    tensors = {"rng/torch": torch.get_rng_state()}
+    if device.type == "cuda":
+        tensors["rng/cuda"] = torch.cuda.get_rng_state(device)
+    return tensors
+
+
+def restore_rng(checkpoint: Checkpoint, device: torch.device) -> None:
+    torch.set_rng_state(checkpoint.tensor("rng/torch"))
+    if device.type == "cuda" and checkpoint.has_tensor("rng/cuda"):
+        torch.cuda.set_rng_state(checkpoint.tensor("rng/cuda"), device)
+
+
+def fork_rng(device: torch.device):
+    """Run side work (validation, diagnostics) without moving the training RNG."""
+    return torch.random.fork_rng(devices=[device] if device.type == "cuda" else [])
