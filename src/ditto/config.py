@@ -92,15 +92,15 @@ WORLD_MODEL_PRESETS: dict[str, WorldModelConfig] = {
 }
 
 
+def _from_preset(presets: dict[str, Any], preset: str, overrides: dict[str, Any]) -> Any:
+    """The named preset with `overrides` applied (None values, i.e. flags not given, are ignored)."""
+    if preset not in presets:
+        raise ValueError(f"unknown preset {preset!r}; choose one of {', '.join(presets)}")
+    return replace(presets[preset], **{k: v for k, v in overrides.items() if v is not None})
+
+
 def world_model_config(preset: str = "small", **overrides: Any) -> WorldModelConfig:
-    """The named preset with `overrides` applied (None values are ignored)."""
-    if preset not in WORLD_MODEL_PRESETS:
-        raise ValueError(
-            f"unknown preset {preset!r}; choose one of {', '.join(WORLD_MODEL_PRESETS)}"
-        )
-    return replace(
-        WORLD_MODEL_PRESETS[preset], **{k: v for k, v in overrides.items() if v is not None}
-    )
+    return _from_preset(WORLD_MODEL_PRESETS, preset, overrides)
 
 
 ALGOS = ("ditto", "dbc", "dgail", "bc")
@@ -191,7 +191,4 @@ AGENT_PRESETS: dict[str, AgentConfig] = {
 
 
 def agent_config(preset: str = "small", **overrides: Any) -> AgentConfig:
-    """The named agent preset with `overrides` applied (None values are ignored)."""
-    if preset not in AGENT_PRESETS:
-        raise ValueError(f"unknown preset {preset!r}; choose one of {', '.join(AGENT_PRESETS)}")
-    return replace(AGENT_PRESETS[preset], **{k: v for k, v in overrides.items() if v is not None})
+    return _from_preset(AGENT_PRESETS, preset, overrides)
