@@ -11,6 +11,8 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, fields, replace
 from typing import Any
 
+from ditto.errors import ConfigError
+
 
 @dataclass(frozen=True)
 class WorldModelConfig:
@@ -54,7 +56,7 @@ class WorldModelConfig:
         known = {f.name for f in fields(cls)}
         unknown = set(data) - known
         if unknown:
-            raise ValueError(f"unknown world-model config keys: {sorted(unknown)}")
+            raise ConfigError(f"unknown world-model config keys: {sorted(unknown)}")
         return cls(**data)
 
 
@@ -95,7 +97,7 @@ WORLD_MODEL_PRESETS: dict[str, WorldModelConfig] = {
 def _from_preset(presets: dict[str, Any], preset: str, overrides: dict[str, Any]) -> Any:
     """The named preset with `overrides` applied (None values, i.e. flags not given, are ignored)."""
     if preset not in presets:
-        raise ValueError(f"unknown preset {preset!r}; choose one of {', '.join(presets)}")
+        raise ConfigError(f"unknown preset {preset!r}; choose one of {', '.join(presets)}")
     return replace(presets[preset], **{k: v for k, v in overrides.items() if v is not None})
 
 
@@ -150,14 +152,14 @@ class AgentConfig:
 
     def __post_init__(self) -> None:
         if self.algo not in ALGOS:
-            raise ValueError(f"unknown algo {self.algo!r}; choose one of {', '.join(ALGOS)}")
+            raise ConfigError(f"unknown algo {self.algo!r}; choose one of {', '.join(ALGOS)}")
         for name, allowed in (
             ("reward", ("max_cosine", "cosine", "neg_l2")),
             ("reward_on", ("h", "feature")),
             ("reward_match", ("time", "nearest")),
         ):
             if getattr(self, name) not in allowed:
-                raise ValueError(f"{name} must be one of {', '.join(allowed)}, got {getattr(self, name)!r}")
+                raise ConfigError(f"{name} must be one of {', '.join(allowed)}, got {getattr(self, name)!r}")
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)

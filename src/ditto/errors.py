@@ -23,3 +23,7 @@ class DatasetError(DittoError):
 
 class ExpertError(DittoError):
     """An expert spec that cannot be resolved or does not fit the env."""
+
+
+class ConfigError(DittoError, ValueError):
+    """An unknown preset, option value or config key."""
