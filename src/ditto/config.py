@@ -14,8 +14,22 @@ from typing import Any
 from ditto.errors import ConfigError
 
 
+class _JsonConfig:
+    """JSON round trip of a config dataclass (what config.json holds)."""
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]):
+        unknown = set(data) - {f.name for f in fields(cls)}
+        if unknown:
+            raise ConfigError(f"unknown {cls.__name__} keys {sorted(unknown)} (a run from another ditto version?)")
+        return cls(**data)
+
+
 @dataclass(frozen=True)
-class WorldModelConfig:
+class WorldModelConfig(_JsonConfig):
     # Architecture (DreamerV2 as used by DITTO; see ../shared/method.md).
     cnn_depth: int = 48  # encoder channels depth * (1, 2, 4, 8); decoder mirrors them
     deter: int = 1024  # GRU state h
@@ -48,16 +62,6 @@ class WorldModelConfig:
     open_loop_horizon: int = 15
     seed: int = 0
 
-    def to_json(self) -> dict[str, Any]:
-        return asdict(self)
-
-    @classmethod
-    def from_json(cls, data: dict[str, Any]) -> WorldModelConfig:
-        known = {f.name for f in fields(cls)}
-        unknown = set(data) - known
-        if unknown:
-            raise ConfigError(f"unknown world-model config keys: {sorted(unknown)}")
-        return cls(**data)
 
 
 WORLD_MODEL_PRESETS: dict[str, WorldModelConfig] = {
@@ -109,7 +113,7 @@ ALGOS = ("ditto", "dbc", "dgail", "bc")
 
 
 @dataclass(frozen=True)
-class AgentConfig:
+class AgentConfig(_JsonConfig):
     """Imitation in the world model (ditto, dbc, dgail) and pixel behaviour cloning (bc)."""
 
     algo: str = "ditto"
@@ -161,12 +165,6 @@ class AgentConfig:
             if getattr(self, name) not in allowed:
                 raise ConfigError(f"{name} must be one of {', '.join(allowed)}, got {getattr(self, name)!r}")
 
-    def to_json(self) -> dict[str, Any]:
-        return asdict(self)
-
-    @classmethod
-    def from_json(cls, data: dict[str, Any]) -> AgentConfig:
-        return cls(**data)
 
 
 AGENT_PRESETS: dict[str, AgentConfig] = {
