@@ -150,16 +150,12 @@ def _cmd_bench_world_model(args: argparse.Namespace) -> None:
         length=args.length,
     )
     for r in results:
-        if args.json:
-            print(json.dumps(r), flush=True)
-        else:
-            extra = f", {r['tflops_per_s']:.1f} TFLOP/s" if "tflops_per_s" in r else ""
-            print(
-                f"{r['preset']:>6} {r['mode']:<13} B{r['batch']}xL{r['length']}: {r['step_s']:.3f} s/step, "
-                f"{r['frames_per_s']:.0f} frames/s, x{r['speedup_vs_first_mode']:.2f} vs {args.modes[0]}{extra} "
-                f"[{r['device']}]",
-                flush=True,
-            )
+        extra = f", {r['tflops_per_s']:.1f} TFLOP/s" if "tflops_per_s" in r else ""
+        _print_bench(
+            args,
+            r,
+            f"B{r['batch']}xL{r['length']}: {r['step_s']:.3f} s/step, {r['frames_per_s']:.0f} frames/s{extra}",
+        )
 
 
 def _cmd_bench_imagination(args: argparse.Namespace) -> None:
@@ -176,14 +172,16 @@ def _cmd_bench_imagination(args: argparse.Namespace) -> None:
         warmup=args.warmup,
     )
     for r in results:
-        if args.json:
-            print(json.dumps(r), flush=True)
-        else:
-            print(
-                f"{r['preset']:>6} {r['mode']:<13} B{r['batch']}xH{r['horizon']}: {r['update_s']:.3f} s/update, "
-                f"x{r['speedup_vs_first_mode']:.2f} vs {args.modes[0]} [{r['device']}]",
-                flush=True,
-            )
+        _print_bench(args, r, f"B{r['batch']}xH{r['horizon']}: {r['update_s']:.3f} s/update")
+
+
+def _print_bench(args: argparse.Namespace, result: dict, measured: str) -> None:
+    """One benchmark result as it finishes: a JSON line, or a line for people."""
+    if args.json:
+        print(json.dumps(result), flush=True)
+        return
+    speedup = f"x{result['speedup_vs_first_mode']:.2f} vs {args.modes[0]}"
+    print(f"{result['preset']:>6} {result['mode']:<13} {measured}, {speedup} [{result['device']}]", flush=True)
 
 
 def _cmd_train(args: argparse.Namespace) -> None:

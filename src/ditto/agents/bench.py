@@ -10,8 +10,6 @@ one process so their ratios are comparable; medians over timed updates.
 
 from __future__ import annotations
 
-import statistics
-import time
 from collections.abc import Iterator
 
 import torch
@@ -21,7 +19,7 @@ from ditto.agents.ditto import Ditto
 from ditto.agents.expert_data import ExpertLatents
 from ditto.config import agent_config, world_model_config
 from ditto.envs import env_spec
-from ditto.world_model.bench import MODES, _device_name, _sync
+from ditto.world_model.bench import MODES, _device_name, time_calls
 from ditto.world_model.model import WorldModel
 
 
@@ -43,29 +41,6 @@ def synthetic_latents(
         torch.randint(model.spec.action.n, (count,), device=device), model.spec.action.n
     ).float()
     return ExpertLatents(torch.cat([deter, stoch], -1), actions, starts, acted, horizon, episodes)
-
-
-def _time_updates(
-    algo: Ditto, bf16: bool, device: torch.device, steps: int, warmup: int
-) -> tuple[float, list[float]]:
-    """Seconds of the warm-up updates, and of each timed update."""
-    generator = torch.Generator().manual_seed(0)
-
-    def update(step: int) -> None:
-        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
-            algo.update(step, generator)
-        _sync(device)
-
-    start = time.perf_counter()
-    for step in range(warmup):
-        update(step)
-    warmup_s = time.perf_counter() - start
-    times = []
-    for step in range(warmup, warmup + steps):
-        start = time.perf_counter()
-        update(step)
-        times.append(time.perf_counter() - start)
-    return warmup_s, times
 
 
 def bench_imagination(
@@ -94,8 +69,13 @@ def bench_imagination(
             if compiled:
                 model.rssm.img_step = torch.compile(model.rssm.img_step)
                 algo.actor.forward = torch.compile(algo.actor.forward)
-            warmup_s, times = _time_updates(algo, bf16, device, steps, warmup)
-            median = statistics.median(times)
+            generator = torch.Generator().manual_seed(0)
+
+            def update(step: int, algo=algo, bf16=bf16, generator=generator) -> None:
+                with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
+                    algo.update(step, generator)
+
+            warmup_s, median = time_calls(update, device, steps, warmup)
             baseline = baseline or median
             yield {
                 "preset": preset,

@@ -28,6 +28,10 @@ class LatentAgent:
     def __init__(self, model: WorldModel, actor: Actor, greedy: bool = False):
         self.model, self.actor, self.greedy = model, actor, greedy
         self.device = next(actor.parameters()).device
+        self.reset()
+
+    def reset(self) -> None:
+        """Forget the filter state (the next act() starts N fresh envs)."""
         self.state: State | None = None
         self.previous: torch.Tensor | None = None
 
@@ -52,6 +56,9 @@ class PixelAgent:
     def __init__(self, policy: PixelPolicy, spec: ActionSpec, greedy: bool = False):
         self.policy, self.spec, self.greedy = policy, spec, greedy
         self.device = next(policy.parameters()).device
+        self.reset()
+
+    def reset(self) -> None:
         self.stack: torch.Tensor | None = None  # (N, k, C, H, W)
 
     @torch.no_grad()

@@ -20,7 +20,7 @@ from tqdm.auto import tqdm
 from ditto.agents.bc import PixelPolicy
 from ditto.agents.networks import Actor
 from ditto.agents.trainer import SNAPSHOTS
-from ditto.checkpoint import load_checkpoint
+from ditto.checkpoint import Checkpoint, load_checkpoint
 from ditto.config import AgentConfig
 from ditto.device import resolve_device
 from ditto.envs import make_vector_env
@@ -62,19 +62,24 @@ def run_episodes(agent, env_id: str, spec: EnvSpec, episodes: int, num_envs: int
     return [r for env_returns in returns for r in env_returns]
 
 
-def load_agent(run: Path, snapshot: Path, device: torch.device, greedy: bool):
-    saved = read_config(run)
+def agent_loader(saved: dict[str, Any], device: torch.device, greedy: bool):
+    """A function snapshot checkpoint -> deployed agent; the world model is loaded once, here."""
     config = AgentConfig.from_json(saved["agent"])
     spec = EnvSpec.from_json(saved["env"])
-    checkpoint = load_checkpoint(snapshot)
     if config.algo == "bc":
-        policy = PixelPolicy(spec, config).to(device)
+        policy = PixelPolicy(spec, config).to(device).eval()
+        agent = PixelAgent(policy, spec.action, greedy)
+    else:
+        model = load_world_model(saved["world_model"], str(device)).model
+        policy = Actor(model.feature_dim, spec.action, config.layers, config.units).to(device).eval()
+        agent = LatentAgent(model, policy, greedy)
+
+    def load(checkpoint: Checkpoint):
         checkpoint.restore("policy", policy)
-        return PixelAgent(policy.eval(), spec.action, greedy)
-    model = load_world_model(saved["world_model"], str(device)).model
-    actor = Actor(model.feature_dim, spec.action, config.layers, config.units).to(device)
-    checkpoint.restore("policy", actor)
-    return LatentAgent(model, actor.eval(), greedy)
+        agent.reset()
+        return agent
+
+    return load
 
 
 def random_return(env_id: str, spec: EnvSpec, episodes: int, num_envs: int, seed: int) -> float:
@@ -105,14 +110,13 @@ def evaluate_run(
     snapshots = sorted((run / SNAPSHOTS).glob("step_*.safetensors"))[-(checkpoints or config.keep_checkpoints) :]
     if not snapshots:
         raise DittoError(f"{run}: no policy snapshots in {run / SNAPSHOTS}; train the run first")
-    torch_device = resolve_device(device)
+    load = agent_loader(saved, resolve_device(device), greedy)
     per_checkpoint, all_returns = [], []
     for index, snapshot in enumerate(tqdm(snapshots, desc=f"evaluate {run.name}", unit="ckpt", disable=not progress)):
         torch.manual_seed(seed + index)  # the policy samples actions and latents
-        agent = load_agent(run, snapshot, torch_device, greedy)
-        returns = run_episodes(agent, spec.env_id, spec, episodes, num_envs, seed + 1000 * index)
-        step = int(load_checkpoint(snapshot).meta["step"])
-        per_checkpoint.append({"step": step, "return_mean": float(np.mean(returns))})
+        checkpoint = load_checkpoint(snapshot)
+        returns = run_episodes(load(checkpoint), spec.env_id, spec, episodes, num_envs, seed + 1000 * index)
+        per_checkpoint.append({"step": int(checkpoint.meta["step"]), "return_mean": float(np.mean(returns))})
         all_returns += returns
     returns = np.asarray(all_returns)
     expert, rand = saved["expert_return"], random_return(spec.env_id, spec, episodes, num_envs, seed)

@@ -88,18 +88,7 @@ def bench_mode(
         optimizer.step()
 
     step = torch.compile(train_step) if compiled else train_step
-    start = time.perf_counter()
-    for _ in range(warmup):
-        step()
-    _sync(device)
-    warmup_s = time.perf_counter() - start
-    times = []
-    for _ in range(steps):
-        start = time.perf_counter()
-        step()
-        _sync(device)
-        times.append(time.perf_counter() - start)
-    median = statistics.median(times)
+    warmup_s, median = time_calls(lambda _: step(), device, steps, warmup)
     result = {
         "preset": preset,
         "mode": mode,
@@ -116,6 +105,22 @@ def bench_mode(
         flops = step_flops(model, config.batch, config.length, device)
         result["tflops_per_s"] = flops / median / 1e12
     return result
+
+
+def time_calls(fn, device: torch.device, steps: int, warmup: int) -> tuple[float, float]:
+    """Call fn(i) for i = 0..warmup+steps-1: seconds of the warm-up calls, median seconds of the rest."""
+    start = time.perf_counter()
+    for i in range(warmup):
+        fn(i)
+    _sync(device)
+    warmup_s = time.perf_counter() - start
+    times = []
+    for i in range(warmup, warmup + steps):
+        start = time.perf_counter()
+        fn(i)
+        _sync(device)
+        times.append(time.perf_counter() - start)
+    return warmup_s, statistics.median(times)
 
 
 def _device_name(device: torch.device) -> str:

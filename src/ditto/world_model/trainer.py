@@ -264,9 +264,8 @@ class WorldModelTrainer:
         # Validation draws latent samples; fork the RNG so training continues as if it had not run
         # (a resumed run then matches an uninterrupted one whatever the validation schedule).
         with fork_rng(self.device), self._autocast():
-            posts = self.model.observe(frames, actions, is_first)
+            posts, priors = self.model.rssm.observe(self.model.encoder(frames), actions, is_first)
             recon = self.model.decode(self.model.features(posts)).float()
-            _, priors = self.model.rssm.observe(self.model.encoder(frames), actions, is_first)
             kl = self.model.rssm.kl_loss(posts, priors, cfg.kl_balance, 0.0)[1]
             context_recon, predictions = self.model.open_loop(frames, actions, is_first, context)
         self.model.train()
