@@ -48,7 +48,9 @@ def vector_env(env_id: str, steps: int, num_envs: int, seed: int) -> float:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--env", default="ALE/Pong-v5")
     parser.add_argument("--steps", type=int, default=20_000)
     parser.add_argument("--num-envs", type=int, default=8)

@@ -32,11 +32,17 @@ def median_seconds(fn, warmup: int = 2, repeats: int = 5) -> float:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--threads", type=int, default=1)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    result = {"threads": args.threads, "native_bf16": cpu_has_native_bf16(), "cpu_capability": torch.backends.cpu.get_cpu_capability()}
+    result = {
+        "threads": args.threads,
+        "native_bf16": cpu_has_native_bf16(),
+        "cpu_capability": torch.backends.cpu.get_cpu_capability(),
+    }
     for dtype in (torch.float32, torch.bfloat16):
         name = "fp32" if dtype == torch.float32 else "bf16"
         a, b = torch.randn(800, 1280, dtype=dtype), torch.randn(1280, 3072, dtype=dtype)

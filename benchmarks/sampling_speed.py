@@ -55,11 +55,16 @@ def measure(sampler: WindowSampler, batch: int, batches: int) -> dict:
     for _ in range(batches):
         sampler.sample(batch)
     elapsed = time.perf_counter() - start
-    return {"batches_per_s": batches / elapsed, "frames_per_s": batches * batch * sampler.length / elapsed}
+    return {
+        "batches_per_s": batches / elapsed,
+        "frames_per_s": batches * batch * sampler.length / elapsed,
+    }
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--gb", type=float, default=8.0)
     parser.add_argument("--dir", default="/tmp/ditto-sampling-bench")
     parser.add_argument("--batch", type=int, default=50)

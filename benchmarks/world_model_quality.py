@@ -22,7 +22,9 @@ from ditto.world_model.trainer import train_world_model
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--env", default="CartPole-v1")
     parser.add_argument("--expert", default="scripted")
     parser.add_argument("--preset", default="small")
@@ -37,12 +39,25 @@ def main() -> None:
     out = Path(args.out)
     start = time.perf_counter()
     expert = collect(args.env, args.expert, args.expert_episodes, out / "data-expert", seed=0)
-    noisy = collect(args.env, args.expert, args.noisy_episodes, out / "data-noisy", epsilon=args.epsilon, seed=10_000)
+    noisy = collect(
+        args.env,
+        args.expert,
+        args.noisy_episodes,
+        out / "data-noisy",
+        epsilon=args.epsilon,
+        seed=10_000,
+    )
     collect_s = time.perf_counter() - start
     config = world_model_config(args.preset, steps=args.steps)
     start = time.perf_counter()
     run_dir = out / f"wm-{args.preset}"
-    train_world_model([expert.root, noisy.root], run_dir, config, device=args.device, resume=(run_dir / "checkpoint.safetensors").exists())
+    train_world_model(
+        [expert.root, noisy.root],
+        run_dir,
+        config,
+        device=args.device,
+        resume=(run_dir / "checkpoint.safetensors").exists(),
+    )
     train_s = time.perf_counter() - start
     records = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
     validation = [r for r in records if "val/recon_mse" in r]

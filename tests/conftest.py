@@ -11,7 +11,9 @@ def random_episode(spec, steps: int, rng: np.random.Generator, terminated: bool 
     if spec.action.is_discrete:
         actions = rng.integers(0, spec.action.n, size=steps)
     else:
-        actions = rng.uniform(spec.action.low, spec.action.high, size=(steps, spec.action.n)).astype(np.float32)
+        actions = rng.uniform(
+            spec.action.low, spec.action.high, size=(steps, spec.action.n)
+        ).astype(np.float32)
     rewards = rng.normal(size=steps).astype(np.float32)
     return Episode(frames, actions, rewards, terminated=terminated, truncated=not terminated)
 
@@ -28,8 +30,12 @@ def make_dataset(tmp_path):
     def make(env_id="CartPole-v1", lengths=(5, 12, 30), name="ds", seed=0):
         spec = env_spec(env_id)
         rng = np.random.default_rng(seed)
-        writer = DatasetWriter(tmp_path / name, spec, {"expert": "synthetic", "epsilon": 0.0, "seed": seed})
-        episodes = [random_episode(spec, n, rng, terminated=i % 2 == 0) for i, n in enumerate(lengths)]
+        writer = DatasetWriter(
+            tmp_path / name, spec, {"expert": "synthetic", "epsilon": 0.0, "seed": seed}
+        )
+        episodes = [
+            random_episode(spec, n, rng, terminated=i % 2 == 0) for i, n in enumerate(lengths)
+        ]
         for episode in episodes:
             writer.add(episode)
         return tmp_path / name, episodes

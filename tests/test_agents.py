@@ -28,14 +28,20 @@ def world(tmp_path_factory):
     root = tmp_path_factory.mktemp("world")
     spec = env_spec("CartPole-v1")
     rng = np.random.default_rng(0)
-    writer = DatasetWriter(root / "expert", spec, {"expert": "synthetic", "epsilon": 0.0, "seed": 0})
+    writer = DatasetWriter(
+        root / "expert", spec, {"expert": "synthetic", "epsilon": 0.0, "seed": 0}
+    )
     for length in (12, 15, 9, 20, 14):
         actions = rng.integers(0, 2, size=length)
         shade = np.append(40 + 160 * actions, 120).astype(np.uint8)
         frames = np.broadcast_to(shade[:, None, None, None], (length + 1, 1, 64, 64)).copy()
         frames[:, :, :8] = rng.integers(0, 256, size=(length + 1, 1, 8, 64), dtype=np.uint8)
-        writer.add(Episode(frames, actions, np.ones(length, np.float32), terminated=True, truncated=False))
-    train_world_model([root / "expert"], root / "wm", world_model_config("debug", steps=30), progress=False)
+        writer.add(
+            Episode(frames, actions, np.ones(length, np.float32), terminated=True, truncated=False)
+        )
+    train_world_model(
+        [root / "expert"], root / "wm", world_model_config("debug", steps=30), progress=False
+    )
     return root
 
 
@@ -52,7 +58,10 @@ def test_max_cosine_reward_values():
 @pytest.mark.parametrize("name", sorted(SIMILARITIES))
 def test_nearest_similarity_matches_brute_force(name):
     generator = torch.Generator().manual_seed(0)
-    learner, bank = torch.randn(3, 5, 8, generator=generator), torch.randn(37, 8, generator=generator)
+    learner, bank = (
+        torch.randn(3, 5, 8, generator=generator),
+        torch.randn(37, 8, generator=generator),
+    )
     brute = SIMILARITIES[name](bank[None, None], learner[:, :, None]).max(-1).values
     assert torch.allclose(nearest_similarity(learner, bank, name, chunk=10), brute, atol=1e-5)
 
@@ -61,17 +70,23 @@ def test_lambda_returns_by_hand():
     rewards = torch.tensor([[1.0], [2.0]])
     values = torch.tensor([[10.0], [20.0], [30.0]])
     gamma, lam = 0.9, 0.5
-    r1 = 2.0 + gamma * ((1 - lam) * 30.0 + lam * 30.0)  # R_1 = r_1 + gamma * v(s_2), since R_2 = v(s_2)
+    r1 = 2.0 + gamma * (
+        (1 - lam) * 30.0 + lam * 30.0
+    )  # R_1 = r_1 + gamma * v(s_2), since R_2 = v(s_2)
     r0 = 1.0 + gamma * ((1 - lam) * 20.0 + lam * r1)
     assert torch.allclose(lambda_returns(rewards, values, gamma, lam), torch.tensor([[r0], [r1]]))
     # lam = 1: discounted rewards plus the discounted bootstrap
-    assert lambda_returns(rewards, values, 0.9, 1.0)[0].item() == pytest.approx(1 + 0.9 * 2 + 0.81 * 30)
+    assert lambda_returns(rewards, values, 0.9, 1.0)[0].item() == pytest.approx(
+        1 + 0.9 * 2 + 0.81 * 30
+    )
 
 
 def test_expert_windows_never_cross_episodes(world):
     model = load_world_model(world / "wm").model
     dataset = Dataset(world / "expert")
-    latents = ExpertLatents.from_episodes(model, list(dataset), horizon=10, device=torch.device("cpu"))
+    latents = ExpertLatents.from_episodes(
+        model, list(dataset), horizon=10, device=torch.device("cpu")
+    )
     lengths = [len(e.observations) for e in dataset]
     episode_of = np.repeat(np.arange(len(lengths)), lengths)
     assert latents.features.shape == (sum(lengths), model.feature_dim)
@@ -107,7 +122,15 @@ def _metric(run, key):
 )
 def test_each_method_learns_on_a_tiny_problem(world, tmp_path, algo, key, threshold):
     config = agent_config(
-        "debug", algo=algo, expert_episodes=4, steps=60, log_every=1, checkpoint_every=60, lr=3e-3, critic_lr=3e-3, disc_lr=3e-3
+        "debug",
+        algo=algo,
+        expert_episodes=4,
+        steps=60,
+        log_every=1,
+        checkpoint_every=60,
+        lr=3e-3,
+        critic_lr=3e-3,
+        disc_lr=3e-3,
     )
     train_agent(config, world / "expert", tmp_path / algo, world / "wm", progress=False)
     values = _metric(tmp_path / algo, key)
@@ -118,12 +141,18 @@ def test_each_method_learns_on_a_tiny_problem(world, tmp_path, algo, key, thresh
 
 def test_stop_and_resume_gives_the_same_updates(world, tmp_path):
     def config(steps):
-        return agent_config("debug", algo="ditto", expert_episodes=3, steps=steps, log_every=1, checkpoint_every=5)
+        return agent_config(
+            "debug", algo="ditto", expert_episodes=3, steps=steps, log_every=1, checkpoint_every=5
+        )
 
     train_agent(config(10), world / "expert", tmp_path / "straight", world / "wm", progress=False)
     train_agent(config(5), world / "expert", tmp_path / "split", world / "wm", progress=False)
-    train_agent(config(10), world / "expert", tmp_path / "split", world / "wm", resume=True, progress=False)
-    assert _metric(tmp_path / "split", "losses/actor") == _metric(tmp_path / "straight", "losses/actor")
+    train_agent(
+        config(10), world / "expert", tmp_path / "split", world / "wm", resume=True, progress=False
+    )
+    assert _metric(tmp_path / "split", "losses/actor") == _metric(
+        tmp_path / "straight", "losses/actor"
+    )
     snapshots = sorted(p.name for p in (tmp_path / "split" / "checkpoints").iterdir())
     assert snapshots == ["step_00000005.safetensors", "step_00000010.safetensors"]
 
@@ -138,8 +167,15 @@ def test_evaluation_is_reproducible_and_read_only(world, tmp_path):
     assert first["episodes"] == 6 and len(first["checkpoints"]) == 2
     assert {"return_mean", "return_stderr", "normalized_score", "episodes"} <= first.keys()
     assert sorted((p.name, p.stat().st_mtime_ns) for p in run.rglob("*")) == before
-    bc = train_agent(agent_config("debug", algo="bc", expert_episodes=2, steps=2), world / "expert", tmp_path / "bc", progress=False)
-    assert evaluate_run(bc.path, episodes=2, progress=False)["episodes"] == 2  # one snapshot, at the end
+    bc = train_agent(
+        agent_config("debug", algo="bc", expert_episodes=2, steps=2),
+        world / "expert",
+        tmp_path / "bc",
+        progress=False,
+    )
+    assert (
+        evaluate_run(bc.path, episodes=2, progress=False)["episodes"] == 2
+    )  # one snapshot, at the end
 
 
 def test_normalized_score():
@@ -150,8 +186,20 @@ def test_normalized_score():
 def test_clear_errors(world, tmp_path, make_dataset):
     pong, _ = make_dataset("ALE/Pong-v5", lengths=(6, 7), name="pong")
     with pytest.raises(SpecError, match="expert data .* is for ALE/Pong-v5, expected CartPole-v1"):
-        AgentTrainer(agent_config("debug", expert_episodes=1), pong, tmp_path / "a", world / "wm", progress=False)
+        AgentTrainer(
+            agent_config("debug", expert_episodes=1),
+            pong,
+            tmp_path / "a",
+            world / "wm",
+            progress=False,
+        )
     with pytest.raises(DittoError, match="pass --world-model RUN"):
-        AgentTrainer(agent_config("debug", expert_episodes=1), world / "expert", tmp_path / "b", None, progress=False)
+        AgentTrainer(
+            agent_config("debug", expert_episodes=1),
+            world / "expert",
+            tmp_path / "b",
+            None,
+            progress=False,
+        )
     with pytest.raises(DittoError, match="not an agent run"):
         evaluate_run(tmp_path)

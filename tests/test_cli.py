@@ -16,7 +16,20 @@ def run(capsys, *argv):
 
 def test_collect_then_info_json(tmp_path, capsys):
     out = tmp_path / "cartpole"
-    code, _, _ = run(capsys, "collect", "--env", "CartPole-v1", "--expert", "scripted", "--episodes", "2", "--out", str(out), "--epsilon", "0.1")
+    code, _, _ = run(
+        capsys,
+        "collect",
+        "--env",
+        "CartPole-v1",
+        "--expert",
+        "scripted",
+        "--episodes",
+        "2",
+        "--out",
+        str(out),
+        "--epsilon",
+        "0.1",
+    )
     assert code == 0
     code, stdout, _ = run(capsys, "dataset", "info", str(out), "--json")
     info = json.loads(stdout)
@@ -28,7 +41,20 @@ def test_collect_then_info_json(tmp_path, capsys):
 
 def test_collect_atari_random_uses_the_vector_env(tmp_path, capsys):
     out = tmp_path / "pong"
-    code, _, _ = run(capsys, "collect", "--env", "ALE/Pong-v5", "--expert", "random", "--episodes", "2", "--out", str(out), "--num-envs", "2")
+    code, _, _ = run(
+        capsys,
+        "collect",
+        "--env",
+        "ALE/Pong-v5",
+        "--expert",
+        "random",
+        "--episodes",
+        "2",
+        "--out",
+        str(out),
+        "--num-envs",
+        "2",
+    )
     assert code == 0
     dataset = Dataset(out)
     assert len(dataset) == 2
@@ -37,7 +63,18 @@ def test_collect_atari_random_uses_the_vector_env(tmp_path, capsys):
 
 
 def test_expert_eval_json(capsys):
-    code, stdout, _ = run(capsys, "expert", "eval", "--env", "CartPole-v1", "--expert", "scripted", "--episodes", "2", "--json")
+    code, stdout, _ = run(
+        capsys,
+        "expert",
+        "eval",
+        "--env",
+        "CartPole-v1",
+        "--expert",
+        "scripted",
+        "--episodes",
+        "2",
+        "--json",
+    )
     assert code == 0
     result = json.loads(stdout)
     assert result["episodes"] == 2 and result["return_mean"] == 500.0
@@ -46,11 +83,78 @@ def test_expert_eval_json(capsys):
 @pytest.mark.parametrize(
     "argv, message",
     [
-        (["collect", "--env", "Nope-v0", "--expert", "random", "--episodes", "1", "--out", "{tmp}/x"], "unknown env id 'Nope-v0'"),
-        (["collect", "--env", "CartPole-v1", "--expert", "wizard", "--episodes", "1", "--out", "{tmp}/x"], "unknown expert spec 'wizard'"),
-        (["collect", "--env", "LunarLander-v3", "--expert", "scripted", "--episodes", "1", "--out", "{tmp}/x"], "no scripted expert for LunarLander-v3"),
-        (["collect", "--env", "CartPole-v1", "--expert", "random", "--episodes", "1", "--out", "{tmp}/x", "--epsilon", "2"], "epsilon must be in \\[0, 1\\]"),
-        (["collect", "--env", "CartPole-v1", "--expert", "sb3:{tmp}/missing.zip", "--episodes", "1", "--out", "{tmp}/x"], "missing.zip"),
+        (
+            [
+                "collect",
+                "--env",
+                "Nope-v0",
+                "--expert",
+                "random",
+                "--episodes",
+                "1",
+                "--out",
+                "{tmp}/x",
+            ],
+            "unknown env id 'Nope-v0'",
+        ),
+        (
+            [
+                "collect",
+                "--env",
+                "CartPole-v1",
+                "--expert",
+                "wizard",
+                "--episodes",
+                "1",
+                "--out",
+                "{tmp}/x",
+            ],
+            "unknown expert spec 'wizard'",
+        ),
+        (
+            [
+                "collect",
+                "--env",
+                "LunarLander-v3",
+                "--expert",
+                "scripted",
+                "--episodes",
+                "1",
+                "--out",
+                "{tmp}/x",
+            ],
+            "no scripted expert for LunarLander-v3",
+        ),
+        (
+            [
+                "collect",
+                "--env",
+                "CartPole-v1",
+                "--expert",
+                "random",
+                "--episodes",
+                "1",
+                "--out",
+                "{tmp}/x",
+                "--epsilon",
+                "2",
+            ],
+            "epsilon must be in \\[0, 1\\]",
+        ),
+        (
+            [
+                "collect",
+                "--env",
+                "CartPole-v1",
+                "--expert",
+                "sb3:{tmp}/missing.zip",
+                "--episodes",
+                "1",
+                "--out",
+                "{tmp}/x",
+            ],
+            "missing.zip",
+        ),
         (["dataset", "info", "{tmp}/nothing"], "no such dataset directory"),
     ],
 )
@@ -65,14 +169,44 @@ def test_bad_input_prints_one_line_and_writes_nothing(tmp_path, capsys, argv, me
 
 def test_collect_refuses_to_mix_sources(tmp_path, capsys):
     out = str(tmp_path / "ds")
-    assert run(capsys, "collect", "--env", "CartPole-v1", "--expert", "random", "--episodes", "1", "--out", out)[0] == 0
-    code, _, err = run(capsys, "collect", "--env", "CartPole-v1", "--expert", "scripted", "--episodes", "2", "--out", out)
+    assert (
+        run(
+            capsys,
+            "collect",
+            "--env",
+            "CartPole-v1",
+            "--expert",
+            "random",
+            "--episodes",
+            "1",
+            "--out",
+            out,
+        )[0]
+        == 0
+    )
+    code, _, err = run(
+        capsys,
+        "collect",
+        "--env",
+        "CartPole-v1",
+        "--expert",
+        "scripted",
+        "--episodes",
+        "2",
+        "--out",
+        out,
+    )
     assert code == 2 and "already holds episodes" in err
     assert len(Dataset(out)) == 1
 
 
 def test_help_of_every_command(capsys):
-    for argv in (["--help"], ["collect", "--help"], ["dataset", "info", "--help"], ["expert", "train", "--help"]):
+    for argv in (
+        ["--help"],
+        ["collect", "--help"],
+        ["dataset", "info", "--help"],
+        ["expert", "train", "--help"],
+    ):
         with pytest.raises(SystemExit) as exit_info:
             main(argv)
         assert exit_info.value.code == 0
@@ -82,17 +216,55 @@ def test_help_of_every_command(capsys):
 def test_minari_export_import_via_cli(tmp_path, capsys, make_dataset):
     path, episodes = make_dataset(lengths=(4, 6))
     root = tmp_path / "minari"
-    code, stdout, _ = run(capsys, "dataset", "export-minari", str(path), "--id", "ditto/cli-test-v0", "--root", str(root))
+    code, stdout, _ = run(
+        capsys,
+        "dataset",
+        "export-minari",
+        str(path),
+        "--id",
+        "ditto/cli-test-v0",
+        "--root",
+        str(root),
+    )
     assert code == 0 and "exported" in stdout
-    code, _, _ = run(capsys, "dataset", "import-minari", str(root / "ditto" / "cli-test-v0"), "--out", str(tmp_path / "back"))
+    code, _, _ = run(
+        capsys,
+        "dataset",
+        "import-minari",
+        str(root / "ditto" / "cli-test-v0"),
+        "--out",
+        str(tmp_path / "back"),
+    )
     assert code == 0
     back = Dataset(tmp_path / "back")
-    assert all(np.array_equal(a.observations, b.observations) for a, b in zip(episodes, back, strict=True))
+    assert all(
+        np.array_equal(a.observations, b.observations) for a, b in zip(episodes, back, strict=True)
+    )
 
 
 @pytest.mark.parametrize("bench", ["world-model", "imagination"])
 def test_bench_commands_run(capsys, bench):
-    code, stdout, _ = run(capsys, "bench", bench, "--preset", "debug", "--modes", "fp32", "--steps", "1", "--warmup", "0", "--json", "--device", "cpu", *(["--batch", "8"] if bench == "imagination" else []))
+    code, stdout, _ = run(
+        capsys,
+        "bench",
+        bench,
+        "--preset",
+        "debug",
+        "--modes",
+        "fp32",
+        "--steps",
+        "1",
+        "--warmup",
+        "0",
+        "--json",
+        "--device",
+        "cpu",
+        *(["--batch", "8"] if bench == "imagination" else []),
+    )
     assert code == 0
     result = json.loads(stdout.splitlines()[0])
-    assert result["preset"] == "debug" and result["mode"] == "fp32" and result["speedup_vs_first_mode"] == 1.0
+    assert (
+        result["preset"] == "debug"
+        and result["mode"] == "fp32"
+        and result["speedup_vs_first_mode"] == 1.0
+    )

@@ -47,7 +47,9 @@ def test_summary_has_the_documented_keys(make_dataset):
     path, episodes = make_dataset(lengths=(5, 10))
     summary = Dataset(path).summary()
     returns = [e.total_return for e in episodes]
-    assert summary["env_id"] == "CartPole-v1" and summary["episodes"] == 2 and summary["steps"] == 15
+    assert (
+        summary["env_id"] == "CartPole-v1" and summary["episodes"] == 2 and summary["steps"] == 15
+    )
     assert summary["return_mean"] == pytest.approx(np.mean(returns))
     assert summary["return_min"] == pytest.approx(min(returns))
     assert summary["return_max"] == pytest.approx(max(returns))
@@ -73,8 +75,16 @@ def test_writer_rejects_wrong_frames_and_actions(tmp_path):
     rng = np.random.default_rng(0)
     pong = random_episode(env_spec("ALE/Pong-v5"), 3, rng)
     with pytest.raises(DatasetError, match="frames have shape"):
-        writer.add(Episode(np.zeros((4, 3, 64, 64), np.uint8), pong.actions, pong.rewards, True, False))
-    bad_actions = Episode(np.zeros((4, 1, 64, 64), np.uint8), np.array([0, 1, 5]), np.zeros(3, np.float32), True, False)
+        writer.add(
+            Episode(np.zeros((4, 3, 64, 64), np.uint8), pong.actions, pong.rewards, True, False)
+        )
+    bad_actions = Episode(
+        np.zeros((4, 1, 64, 64), np.uint8),
+        np.array([0, 1, 5]),
+        np.zeros(3, np.float32),
+        True,
+        False,
+    )
     with pytest.raises(SpecError, match="action 5 is outside the discrete space"):
         writer.add(bad_actions)
     assert writer.num_episodes == 0
@@ -89,17 +99,40 @@ def _metadata(path):
     [
         (lambda p: (p / "metadata.json").unlink(), "metadata.json: missing"),
         (lambda p: (p / "metadata.json").write_text("{not json"), "not valid JSON"),
-        (lambda p: (p / "episodes" / "000001.observations.npy").unlink(), "000001.observations.npy: missing"),
-        (lambda p: (p / "episodes" / "000000.rewards.npy").write_bytes(b"garbage"), "000000.rewards.npy: unreadable"),
-        (lambda p: np.save(p / "episodes" / "000000.rewards.npy", np.full(5, np.nan, np.float32)), "000000: rewards contain NaN"),
-        (lambda p: np.save(p / "episodes" / "000001.actions.npy", np.full(12, 7)), "000001.actions.npy: action 7 is outside"),
-        (lambda p: np.save(p / "episodes" / "000000.observations.npy", np.zeros((6, 1, 32, 32), np.uint8)), "expected uint8 \\(6, 1, 64, 64\\)"),
         (
-            lambda p: (p / "metadata.json").write_text(json.dumps({**_metadata(p), "format_version": 99})),
+            lambda p: (p / "episodes" / "000001.observations.npy").unlink(),
+            "000001.observations.npy: missing",
+        ),
+        (
+            lambda p: (p / "episodes" / "000000.rewards.npy").write_bytes(b"garbage"),
+            "000000.rewards.npy: unreadable",
+        ),
+        (
+            lambda p: np.save(
+                p / "episodes" / "000000.rewards.npy", np.full(5, np.nan, np.float32)
+            ),
+            "000000: rewards contain NaN",
+        ),
+        (
+            lambda p: np.save(p / "episodes" / "000001.actions.npy", np.full(12, 7)),
+            "000001.actions.npy: action 7 is outside",
+        ),
+        (
+            lambda p: np.save(
+                p / "episodes" / "000000.observations.npy", np.zeros((6, 1, 32, 32), np.uint8)
+            ),
+            "expected uint8 \\(6, 1, 64, 64\\)",
+        ),
+        (
+            lambda p: (p / "metadata.json").write_text(
+                json.dumps({**_metadata(p), "format_version": 99})
+            ),
             "format version 99 is not supported",
         ),
         (
-            lambda p: (p / "metadata.json").write_text(json.dumps({**_metadata(p), "episodes": []})),
+            lambda p: (p / "metadata.json").write_text(
+                json.dumps({**_metadata(p), "episodes": []})
+            ),
             "holds no episodes",
         ),
     ],
@@ -130,7 +163,10 @@ def test_windows_never_cross_episodes_and_carry_pre_actions(make_dataset):
     # Every window is a contiguous slice of exactly one episode.
     for frames in batch.frames:
         assert any(
-            any(np.array_equal(frames, e.observations[s : s + 8]) for s in range(len(e.observations) - 7))
+            any(
+                np.array_equal(frames, e.observations[s : s + 8])
+                for s in range(len(e.observations) - 7)
+            )
             for e in episodes
         )
     # Check pre-actions and flags against a known window: episode 1 from frame 0.

@@ -33,7 +33,9 @@ def _write(path, spec, lengths, seed=0):
     for i, steps in enumerate(lengths):
         episode = random_episode(spec, steps, rng)
         terminated, truncated = ends[i % len(ends)]
-        episode = type(episode)(episode.observations, episode.actions, episode.rewards, terminated, truncated)
+        episode = type(episode)(
+            episode.observations, episode.actions, episode.rewards, terminated, truncated
+        )
         writer.add(episode)
         episodes.append(episode)
     return episodes
@@ -51,7 +53,9 @@ def _assert_same(episodes, dataset):
 
 
 @pytest.mark.parametrize(
-    "env_id, channels", [("CartPole-v1", None), ("BipedalWalker-v3", 3)], ids=["discrete", "continuous-rgb"]
+    "env_id, channels",
+    [("CartPole-v1", None), ("BipedalWalker-v3", 3)],
+    ids=["discrete", "continuous-rgb"],
 )
 def test_export_import_round_trip_is_exact(tmp_path, minari_home, env_id, channels):
     spec = env_spec(env_id)
@@ -72,8 +76,12 @@ def test_export_import_round_trip_is_exact(tmp_path, minari_home, env_id, channe
             stored = file[f"episode_{i}/observations"]
             assert stored.dtype == np.uint8 and stored.compression is None
             assert np.array_equal(stored[()], episode.observations)
-            assert list(file[f"episode_{i}/terminations"][()]) == [False] * (episode.length - 1) + [episode.terminated]
-            assert list(file[f"episode_{i}/truncations"][()]) == [False] * (episode.length - 1) + [episode.truncated]
+            assert list(file[f"episode_{i}/terminations"][()]) == [False] * (episode.length - 1) + [
+                episode.terminated
+            ]
+            assert list(file[f"episode_{i}/truncations"][()]) == [False] * (episode.length - 1) + [
+                episode.truncated
+            ]
 
     # Minari itself reads it (T+1 observations, per-step ends), and lists its namespace.
     monkey_root = str(tmp_path / "elsewhere")
@@ -99,13 +107,20 @@ def test_export_import_round_trip_is_exact(tmp_path, minari_home, env_id, channe
     _assert_same(episodes, import_minari(str(path / "data"), tmp_path / "back3", progress=False))
     _assert_same(
         episodes,
-        import_minari("ditto/test-round-trip-v0", tmp_path / "back4", progress=False, root=tmp_path / "elsewhere"),
+        import_minari(
+            "ditto/test-round-trip-v0",
+            tmp_path / "back4",
+            progress=False,
+            root=tmp_path / "elsewhere",
+        ),
     )
     # Re-running into a finished import adds nothing.
     assert len(import_minari(str(path), tmp_path / "back2", progress=False)) == 3
 
 
-def test_export_uses_minari_datasets_path_and_never_overwrites(tmp_path, minari_home, cartpole_spec):
+def test_export_uses_minari_datasets_path_and_never_overwrites(
+    tmp_path, minari_home, cartpole_spec
+):
     _write(tmp_path / "ds", cartpole_spec, lengths=(4,))
     path = export_minari(tmp_path / "ds", "test-plain-v1")
     assert path == minari_home / "test-plain-v1" and (path / "data" / "main_data.hdf5").is_file()
@@ -113,7 +128,9 @@ def test_export_uses_minari_datasets_path_and_never_overwrites(tmp_path, minari_
         export_minari(tmp_path / "ds", "test-plain-v1")
     with pytest.raises(DatasetError, match="bad Minari dataset id"):
         export_minari(tmp_path / "ds", "no version")
-    assert sorted(p.name for p in minari_home.iterdir()) == ["test-plain-v1"]  # no staging left over
+    assert sorted(p.name for p in minari_home.iterdir()) == [
+        "test-plain-v1"
+    ]  # no staging left over
 
 
 def _minari_dataset(dataset_id, observation_space, action_space, episodes, env=None, **kwargs):
@@ -152,9 +169,14 @@ def _minari_dataset(dataset_id, observation_space, action_space, episodes, env=N
 def test_import_resizes_rgb_images(tmp_path, minari_home):
     rng = np.random.default_rng(0)
     space = gym.spaces.Box(0, 255, (96, 80, 3), np.uint8)
-    episodes = [(rng.integers(0, 256, (n + 1, 96, 80, 3), dtype=np.uint8), rng.integers(0, 2, n)) for n in (3, 6)]
+    episodes = [
+        (rng.integers(0, 256, (n + 1, 96, 80, 3), dtype=np.uint8), rng.integers(0, 2, n))
+        for n in (3, 6)
+    ]
     # Minari's default here: JPEG-encoded image observations.
-    made = _minari_dataset("test/cartpole-rgb-v0", space, gym.spaces.Discrete(2), episodes, env="CartPole-v1")
+    made = _minari_dataset(
+        "test/cartpole-rgb-v0", space, gym.spaces.Discrete(2), episodes, env="CartPole-v1"
+    )
     decoded = [episode.observations for episode in made.iterate_episodes()]
 
     dataset = import_minari("test/cartpole-rgb-v0", tmp_path / "out", progress=False)
@@ -172,7 +194,9 @@ def test_import_needs_an_env_id_and_takes_unregistered_ones(tmp_path, minari_hom
     space = gym.spaces.Box(0, 255, (3, 40, 40), np.uint8)  # channels first, no env recorded
     frames = rng.integers(0, 256, (5, 3, 40, 40), dtype=np.uint8)
     actions = rng.uniform(-2, 2, (4, 2)).astype(np.float32)
-    _minari_dataset("test/chw-v0", space, gym.spaces.Box(-2, 2, (2,), np.float32), [(frames, actions)])
+    _minari_dataset(
+        "test/chw-v0", space, gym.spaces.Box(-2, 2, (2,), np.float32), [(frames, actions)]
+    )
     with pytest.raises(DatasetError, match="records no environment"):
         import_minari("test/chw-v0", tmp_path / "out", progress=False)
     dataset = import_minari("test/chw-v0", tmp_path / "out", env_id="MyPixelEnv-v0", progress=False)
@@ -187,20 +211,26 @@ def test_import_needs_an_env_id_and_takes_unregistered_ones(tmp_path, minari_hom
 def test_import_rejects_state_observations_and_bad_action_spaces(tmp_path, minari_home):
     state = gym.spaces.Box(-np.inf, np.inf, (4,), np.float32)
     episode = (np.zeros((4, 4), np.float32), np.array([0, 1, 0]))
-    _minari_dataset("test/cartpole-state-v0", state, gym.spaces.Discrete(2), [episode], env="CartPole-v1")
+    _minari_dataset(
+        "test/cartpole-state-v0", state, gym.spaces.Discrete(2), [episode], env="CartPole-v1"
+    )
     with pytest.raises(DatasetError, match="not images; ditto learns from pixels"):
         import_minari("test/cartpole-state-v0", tmp_path / "out", progress=False)
 
     image = gym.spaces.Box(0, 255, (32, 32, 3), np.uint8)
     frames = np.zeros((3, 32, 32, 3), np.uint8)
     multi = gym.spaces.MultiDiscrete([2, 3])
-    _minari_dataset("test/multi-v0", image, multi, [(frames, np.zeros((2, 2), np.int64))], jpeg_encoding=False)
+    _minari_dataset(
+        "test/multi-v0", image, multi, [(frames, np.zeros((2, 2), np.int64))], jpeg_encoding=False
+    )
     with pytest.raises(DatasetError, match="Discrete and 1-d Box"):
         import_minari("test/multi-v0", tmp_path / "out", env_id="Unregistered-v0", progress=False)
 
 
 def test_import_errors_for_missing_and_empty_datasets(tmp_path, minari_home):
-    with pytest.raises(DatasetError, match=r"'nope/missing-v0' not found.*local Minari datasets") as info:
+    with pytest.raises(
+        DatasetError, match=r"'nope/missing-v0' not found.*local Minari datasets"
+    ) as info:
         import_minari("nope/missing-v0", tmp_path / "out", progress=False)
     assert str(minari_home) in str(info.value) and "\n" not in str(info.value)
     (tmp_path / "notminari").mkdir()

@@ -38,7 +38,11 @@ def test_feature_layout_is_h_then_z():
     assert actions.shape[-1] == 18  # Atari: the full action set
     states = model.observe(frames, actions, is_first)
     features = model.features(states)
-    assert features.shape == (3, 6, DEBUG.deter + DEBUG.stoch * DEBUG.classes) == (3, 6, model.feature_dim)
+    assert (
+        features.shape
+        == (3, 6, DEBUG.deter + DEBUG.stoch * DEBUG.classes)
+        == (3, 6, model.feature_dim)
+    )
     assert torch.equal(features[..., : DEBUG.deter], states.deter)
     z = features[..., DEBUG.deter :].reshape(3, 6, DEBUG.stoch, DEBUG.classes)
     assert torch.allclose(z.sum(-1), torch.ones(3, 6, DEBUG.stoch))  # one-hot per variable
@@ -57,7 +61,11 @@ def test_state_resets_at_episode_start():
     spec = env_spec("CartPole-v1")
     model = WorldModel(spec, DEBUG)
     frames, actions, is_first = fake_batch(spec, batch=2)
-    busy = State(torch.randn(2, DEBUG.deter), torch.rand(2, DEBUG.stoch * DEBUG.classes), torch.randn(2, DEBUG.stoch, DEBUG.classes))
+    busy = State(
+        torch.randn(2, DEBUG.deter),
+        torch.rand(2, DEBUG.stoch * DEBUG.classes),
+        torch.randn(2, DEBUG.stoch, DEBUG.classes),
+    )
     torch.manual_seed(0)
     from_busy = model.observe(frames, actions, is_first, busy)
     torch.manual_seed(0)
@@ -102,7 +110,9 @@ def test_chunks_continue_episodes_across_calls(make_dataset):
 
 def _losses(run):
     lines = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
-    return {r["step"]: r["losses/world_model/loss"] for r in lines if "losses/world_model/loss" in r}
+    return {
+        r["step"]: r["losses/world_model/loss"] for r in lines if "losses/world_model/loss" in r
+    }
 
 
 def test_training_lowers_the_loss(make_dataset, tmp_path):
@@ -111,7 +121,9 @@ def test_training_lowers_the_loss(make_dataset, tmp_path):
     train_world_model([path], tmp_path / "run", config, progress=False)
     losses = list(_losses(tmp_path / "run").values())
     assert np.mean(losses[-10:]) < 0.9 * np.mean(losses[:5])
-    metrics = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    metrics = [
+        json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()
+    ]
     val = [m for m in metrics if "val/recon_mse" in m][-1]
     assert {"val/kl", "val/open_loop_mse_k1", "val/copy_last_mse_k1"} <= val.keys()
     assert (tmp_path / "run" / "diagnostics" / "open_loop.png").stat().st_size > 0
@@ -122,7 +134,12 @@ def test_stop_and_resume_gives_the_same_losses(make_dataset, tmp_path):
     path, _ = make_dataset(lengths=(20, 25, 30))
     config = world_model_config("debug", steps=16, log_every=1, eval_every=100, checkpoint_every=8)
     train_world_model([path], tmp_path / "straight", config, progress=False)
-    train_world_model([path], tmp_path / "split", world_model_config("debug", steps=8, log_every=1, eval_every=100, checkpoint_every=8), progress=False)
+    train_world_model(
+        [path],
+        tmp_path / "split",
+        world_model_config("debug", steps=8, log_every=1, eval_every=100, checkpoint_every=8),
+        progress=False,
+    )
     run = train_world_model([path], tmp_path / "split", config, resume=True, progress=False)
     assert run.step == 16
     straight, split = _losses(tmp_path / "straight"), _losses(tmp_path / "split")
@@ -132,10 +149,14 @@ def test_stop_and_resume_gives_the_same_losses(make_dataset, tmp_path):
 
 def test_save_load_round_trip(make_dataset, tmp_path):
     path, _ = make_dataset()
-    run = train_world_model([path], tmp_path / "run", world_model_config("debug", steps=4), progress=False)
+    run = train_world_model(
+        [path], tmp_path / "run", world_model_config("debug", steps=4), progress=False
+    )
     loaded = load_world_model(tmp_path / "run")
     assert loaded.step == 4
-    for (name, a), b in zip(run.model.state_dict().items(), loaded.model.state_dict().values(), strict=True):
+    for (name, a), b in zip(
+        run.model.state_dict().items(), loaded.model.state_dict().values(), strict=True
+    ):
         assert torch.equal(a, b), name
     with pytest.raises(DittoError, match="not a world-model run"):
         load_world_model(tmp_path)
@@ -146,9 +167,13 @@ def test_save_load_round_trip(make_dataset, tmp_path):
 
 def test_existing_run_needs_resume(make_dataset, tmp_path):
     path, _ = make_dataset()
-    train_world_model([path], tmp_path / "run", world_model_config("debug", steps=2), progress=False)
+    train_world_model(
+        [path], tmp_path / "run", world_model_config("debug", steps=2), progress=False
+    )
     with pytest.raises(DittoError, match="pass --resume"):
-        train_world_model([path], tmp_path / "run", world_model_config("debug", steps=2), progress=False)
+        train_world_model(
+            [path], tmp_path / "run", world_model_config("debug", steps=2), progress=False
+        )
 
 
 def test_nan_loss_stops_and_keeps_the_last_checkpoint(make_dataset, tmp_path, monkeypatch):
@@ -186,4 +211,6 @@ def test_ctrl_c_saves_a_checkpoint_to_resume_from(make_dataset, tmp_path, monkey
     with pytest.raises(KeyboardInterrupt):
         trainer.train()
     assert load_checkpoint(tmp_path / "run" / CHECKPOINT).meta["step"] == 6
-    assert train_world_model([path], tmp_path / "run", config, resume=True, progress=False).step == 10
+    assert (
+        train_world_model([path], tmp_path / "run", config, resume=True, progress=False).step == 10
+    )

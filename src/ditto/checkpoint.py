@@ -33,7 +33,11 @@ def _flatten(prefix: str, value: Any, tensors: dict[str, torch.Tensor]) -> Any:
         tensors[prefix] = value.detach().cpu().contiguous()
         return {"__tensor__": prefix}
     if isinstance(value, dict):
-        return {"__dict__": [[_json_key(k), _flatten(f"{prefix}/{k}", v, tensors)] for k, v in value.items()]}
+        return {
+            "__dict__": [
+                [_json_key(k), _flatten(f"{prefix}/{k}", v, tensors)] for k, v in value.items()
+            ]
+        }
     if isinstance(value, (list, tuple)):
         return [_flatten(f"{prefix}/{i}", v, tensors) for i, v in enumerate(value)]
     return value
@@ -64,7 +68,9 @@ def save_checkpoint(
 ) -> None:
     """Save the state dicts of `stateful` (modules, optimizers), extra tensors and JSON metadata."""
     flat: dict[str, torch.Tensor] = {}
-    structure = {name: _flatten(f"state/{name}", obj.state_dict(), flat) for name, obj in stateful.items()}
+    structure = {
+        name: _flatten(f"state/{name}", obj.state_dict(), flat) for name, obj in stateful.items()
+    }
     for name, tensor in (tensors or {}).items():
         flat[f"tensor/{name}"] = tensor.detach().cpu().contiguous()
     header = {"ditto_version": ditto.__version__, "structure": structure, "meta": meta or {}}
@@ -80,7 +86,9 @@ class Checkpoint:
 
     def state_dict(self, name: str) -> dict[str, Any]:
         if name not in self._structure:
-            raise CheckpointError(f"{self.path}: holds no {name!r} state (it holds {sorted(self._structure)})")
+            raise CheckpointError(
+                f"{self.path}: holds no {name!r} state (it holds {sorted(self._structure)})"
+            )
         return _unflatten(self._structure[name], self._tensors)
 
     def restore(self, name: str, obj: Any) -> None:
@@ -88,7 +96,9 @@ class Checkpoint:
             obj.load_state_dict(self.state_dict(name))
         except (RuntimeError, ValueError, KeyError) as exc:
             first_line = str(exc).strip().splitlines()[0]
-            raise CheckpointError(f"{self.path}: its {name!r} does not fit this model ({first_line})") from None
+            raise CheckpointError(
+                f"{self.path}: its {name!r} does not fit this model ({first_line})"
+            ) from None
 
     def tensor(self, name: str) -> torch.Tensor:
         return self._tensors[f"tensor/{name}"]

@@ -8,7 +8,10 @@
     ditto expert eval --env ENV --expert SPEC --episodes N [--json]
     ditto train-world-model --data DIR [DIR ...] --out RUN [--preset P] [--steps N] [--device D]
     ditto train --algo {ditto,dbc,dgail,bc} --world-model RUN --expert-data DIR --expert-episodes N --out RUN
-    ditto evaluate RUN [RUN ...] [--episodes N] [--json]
+    ditto evaluate RUN [RUN ...] [--episodes N] [--json] [--save]
+    ditto demo [--env ENV] [--out DIR]      the whole pipeline, with a report
+    ditto sweep CONFIG.yaml --out DIR       an experiment grid (finished cells are skipped)
+    ditto report DIR                        report.md/.html and results.json from evaluated runs
 
 Errors in the user's input print one line (`error: ...`) and exit with status 2.
 Heavy modules are imported inside each command so that `--help` is instant.
@@ -19,6 +22,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from pathlib import Path
 
 EXPERT_HELP = "random | scripted | sb3:PATH.zip | zoo:FOLDER"
 
@@ -181,7 +185,10 @@ def _print_bench(args: argparse.Namespace, result: dict, measured: str) -> None:
         print(json.dumps(result), flush=True)
         return
     speedup = f"x{result['speedup_vs_first_mode']:.2f} vs {args.modes[0]}"
-    print(f"{result['preset']:>6} {result['mode']:<13} {measured}, {speedup} [{result['device']}]", flush=True)
+    print(
+        f"{result['preset']:>6} {result['mode']:<13} {measured}, {speedup} [{result['device']}]",
+        flush=True,
+    )
 
 
 def _cmd_train(args: argparse.Namespace) -> None:
@@ -224,6 +231,12 @@ def _cmd_evaluate(args: argparse.Namespace) -> None:
         )
         for run in args.runs
     ]
+    if args.save:
+        from ditto.io import atomic_write_json
+        from ditto.runs import EVAL
+
+        for r in results:
+            atomic_write_json(Path(r["run"]) / EVAL, r)
     summary = results[0] if len(results) == 1 else {**aggregate(results), "per_run": results}
     if args.json:
         print(json.dumps(summary))
@@ -408,7 +421,39 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--num-envs", type=int, default=None, help="vectorised envs (default 8)")
     p.add_argument("--device", default="auto")
     p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.add_argument(
+        "--save",
+        action="store_true",
+        help="also write the score to RUN/eval.json (for `ditto report`)",
+    )
     p.set_defaults(func=_cmd_evaluate)
+
+    p = commands.add_parser("demo", help="the whole pipeline on one env, ending in a report")
+    p.add_argument(
+        "--env", default="CartPole-v1", help="an env with a demo plan (default CartPole-v1)"
+    )
+    p.add_argument("--out", default="runs/demo", help="output directory (default runs/demo)")
+    p.add_argument("--device", default="auto")
+    p.add_argument(
+        "--jobs", type=int, default=None, help="agent runs in parallel (default: CPU cores, max 4)"
+    )
+    p.set_defaults(func=_cmd_demo)
+
+    p = commands.add_parser("sweep", help="run an experiment grid from a YAML file")
+    p.add_argument("config", help="grid YAML, e.g. configs/small.yaml")
+    p.add_argument("--out", required=True, help="output directory")
+    p.add_argument("--device", default="auto")
+    p.add_argument(
+        "--jobs", type=int, default=None, help="agent runs in parallel (default: CPU cores, max 4)"
+    )
+    p.add_argument("--no-report", action="store_true", help="skip writing the report at the end")
+    p.set_defaults(func=_cmd_sweep)
+
+    p = commands.add_parser(
+        "report", help="aggregate evaluated runs into report.md/.html and results.json"
+    )
+    p.add_argument("dir", help="a directory holding evaluated agent runs (eval.json)")
+    p.set_defaults(func=_cmd_report)
 
     bench = commands.add_parser("bench", help="speed benchmarks")
     sub = bench.add_subparsers(dest="bench_command", required=True, metavar="COMMAND")
@@ -449,6 +494,35 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--json", action="store_true", help="one JSON object per line")
         p.set_defaults(func=func)
     return parser
+
+
+def _cmd_demo(args: argparse.Namespace) -> None:
+    from ditto.experiments.demo import run_demo
+
+    report = run_demo(args.env, args.out, device=args.device, jobs=args.jobs)
+    print(f"report: {report['report']} and {report['html']}")
+
+
+def _cmd_sweep(args: argparse.Namespace) -> None:
+    from ditto.experiments.grid import load_grid, run_grid
+
+    results = run_grid(load_grid(args.config), args.out, device=args.device, jobs=args.jobs)
+    print(f"{len(results)} runs scored under {args.out}")
+    if not args.no_report:
+        _cmd_report(argparse.Namespace(dir=args.out))
+
+
+def _cmd_report(args: argparse.Namespace) -> None:
+    from ditto.experiments.report import write_report
+
+    report = write_report(Path(args.dir))
+    for row in report["results"]:
+        print(
+            f"{row['env_id']} {row['algo']:>5} N_E={row['expert_episodes']:<4} seeds={row['seeds']}: "
+            f"return {row['return_mean']:.1f} +- {row['return_stderr']:.1f}, "
+            f"normalised {row['normalized_score']:.3f}"
+        )
+    print(f"report: {report['report']} and {report['html']}")
 
 
 def _version() -> str:

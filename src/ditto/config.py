@@ -24,7 +24,9 @@ class _JsonConfig:
     def from_json(cls, data: dict[str, Any]):
         unknown = set(data) - {f.name for f in fields(cls)}
         if unknown:
-            raise ConfigError(f"unknown {cls.__name__} keys {sorted(unknown)} (a run from another ditto version?)")
+            raise ConfigError(
+                f"unknown {cls.__name__} keys {sorted(unknown)} (a run from another ditto version?)"
+            )
         return cls(**data)
 
 
@@ -51,7 +53,9 @@ class WorldModelConfig(_JsonConfig):
     steps: int = 100_000
     carry_state: bool = True  # truncated BPTT: carry h, z across consecutive chunks of an episode
     # Speed.
-    precision: str = "auto"  # auto | bf16 | fp32: auto = bf16 autocast where the hardware has fast bf16
+    precision: str = (
+        "auto"  # auto | bf16 | fp32: auto = bf16 autocast where the hardware has fast bf16
+    )
     compile: bool = False  # torch.compile the training step
     # Logging, validation, checkpoints (in training steps).
     log_every: int = 50
@@ -61,7 +65,6 @@ class WorldModelConfig(_JsonConfig):
     open_loop_context: int = 5  # validation: posterior on this many frames, then prior only
     open_loop_horizon: int = 15
     seed: int = 0
-
 
 
 WORLD_MODEL_PRESETS: dict[str, WorldModelConfig] = {
@@ -102,7 +105,11 @@ def _from_preset(presets: dict[str, Any], preset: str, overrides: dict[str, Any]
     """The named preset with `overrides` applied (None values, i.e. flags not given, are ignored)."""
     if preset not in presets:
         raise ConfigError(f"unknown preset {preset!r}; choose one of {', '.join(presets)}")
-    return replace(presets[preset], **{k: v for k, v in overrides.items() if v is not None})
+    base = presets[preset]
+    unknown = sorted(set(overrides) - {f.name for f in fields(base)})
+    if unknown:
+        raise ConfigError(f"unknown {type(base).__name__} settings {unknown}")
+    return replace(base, **{k: v for k, v in overrides.items() if v is not None})
 
 
 def world_model_config(preset: str = "small", **overrides: Any) -> WorldModelConfig:
@@ -133,7 +140,9 @@ class AgentConfig(_JsonConfig):
     # DITTO's reward: r = sim(expert latent, learner latent)
     reward: str = "max_cosine"  # max_cosine | cosine | neg_l2
     reward_on: str = "h"  # h (the reference code) | feature (h and z, the paper's text)
-    reward_match: str = "time"  # time: the expert latent at the same index | nearest: any expert latent
+    reward_match: str = (
+        "time"  # time: the expert latent at the same index | nearest: any expert latent
+    )
     # D-BC
     dbc_entropy: float = 0.1
     # D-GAIL
@@ -163,8 +172,9 @@ class AgentConfig(_JsonConfig):
             ("reward_match", ("time", "nearest")),
         ):
             if getattr(self, name) not in allowed:
-                raise ConfigError(f"{name} must be one of {', '.join(allowed)}, got {getattr(self, name)!r}")
-
+                raise ConfigError(
+                    f"{name} must be one of {', '.join(allowed)}, got {getattr(self, name)!r}"
+                )
 
 
 AGENT_PRESETS: dict[str, AgentConfig] = {
@@ -185,7 +195,9 @@ AGENT_PRESETS: dict[str, AgentConfig] = {
         eval_envs=2,
         precision="fp32",
     ),
-    "small": AgentConfig(layers=4, units=256, batch=256, steps=2000, log_every=50, checkpoint_every=200),
+    "small": AgentConfig(
+        layers=4, units=256, batch=256, steps=2000, log_every=50, checkpoint_every=200
+    ),
     "paper": AgentConfig(),
 }
 

@@ -16,11 +16,15 @@ def resolve_device(device: str = "auto") -> torch.device:
     if device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if device.startswith("cuda") and not torch.cuda.is_available():
-        raise DittoError(f"--device {device}: CUDA is not available on this machine; use --device cpu")
+        raise DittoError(
+            f"--device {device}: CUDA is not available on this machine; use --device cpu"
+        )
     try:
         return torch.device(device)
     except RuntimeError:
-        raise DittoError(f"--device {device!r} is not a device; use cpu, cuda, cuda:N or auto") from None
+        raise DittoError(
+            f"--device {device!r} is not a device; use cpu, cuda, cuda:N or auto"
+        ) from None
 
 
 @functools.cache

@@ -22,7 +22,9 @@ def _umask() -> int:
     return mask
 
 
-_FILE_MODE = 0o666 & ~_umask()  # what open() would give; mkstemp's 0600 would hide files from others
+_FILE_MODE = (
+    0o666 & ~_umask()
+)  # what open() would give; mkstemp's 0600 would hide files from others
 
 
 def _atomic_write(path: Path, write: Callable[[IO[bytes]], None]) -> None:

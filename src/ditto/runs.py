@@ -4,6 +4,7 @@ RUN/config.json             what the run is (written once, atomically)
 RUN/metrics.jsonl           one JSON object per log step
 RUN/events.*                the same scalars for TensorBoard
 RUN/checkpoint.safetensors  the latest full training state
+RUN/eval.json               an agent run's score (`ditto evaluate --save`, sweeps)
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from ditto.errors import DittoError
 CHECKPOINT = "checkpoint.safetensors"
 CONFIG = "config.json"
 METRICS = "metrics.jsonl"
+EVAL = "eval.json"
 
 
 def has_checkpoint(out: Path, resume: bool) -> bool:

@@ -42,7 +42,10 @@ class ActionSpec:
         if self.n < 1:
             raise SpecError(f"action space needs at least one action/dimension, got n={self.n}")
         if self.kind == "continuous" and (
-            self.low is None or self.high is None or len(self.low) != self.n or len(self.high) != self.n
+            self.low is None
+            or self.high is None
+            or len(self.low) != self.n
+            or len(self.high) != self.n
         ):
             raise SpecError("a continuous action space needs low and high of length n")
         if self.world_model_index is not None and len(self.world_model_index) != self.n:
@@ -63,7 +66,9 @@ class ActionSpec:
         """Policy actions -> world-model action ids (discrete) or vectors (continuous)."""
         if self.world_model_index is None:
             return actions
-        return np.asarray(self.world_model_index, dtype=np.int64)[np.asarray(actions, dtype=np.int64)]
+        return np.asarray(self.world_model_index, dtype=np.int64)[
+            np.asarray(actions, dtype=np.int64)
+        ]
 
     def encode(self, actions: np.ndarray, valid: np.ndarray | None = None) -> np.ndarray:
         """The world model's action input: one-hot in world-model space (discrete) or the raw
@@ -87,7 +92,9 @@ class ActionSpec:
         actions = np.asarray(actions)
         if self.is_discrete:
             if actions.ndim != 1:
-                raise SpecError(f"{where}: discrete actions must be a 1-d array, got shape {actions.shape}")
+                raise SpecError(
+                    f"{where}: discrete actions must be a 1-d array, got shape {actions.shape}"
+                )
             if actions.size and not np.issubdtype(actions.dtype, np.integer):
                 raise SpecError(f"{where}: discrete actions must be integers, got {actions.dtype}")
             if actions.size and (actions.min() < 0 or actions.max() >= self.n):
@@ -97,12 +104,16 @@ class ActionSpec:
                 )
         else:
             if actions.ndim != 2 or actions.shape[1] != self.n:
-                raise SpecError(f"{where}: continuous actions must have shape (T, {self.n}), got {actions.shape}")
+                raise SpecError(
+                    f"{where}: continuous actions must have shape (T, {self.n}), got {actions.shape}"
+                )
             if not np.all(np.isfinite(actions)):
                 raise SpecError(f"{where}: continuous actions contain NaN or Inf")
             low, high = np.asarray(self.low), np.asarray(self.high)
             if actions.size and (np.any(actions < low - 1e-6) or np.any(actions > high + 1e-6)):
-                raise SpecError(f"{where}: continuous actions fall outside [{self.low}, {self.high}]")
+                raise SpecError(
+                    f"{where}: continuous actions fall outside [{self.low}, {self.high}]"
+                )
 
     def to_json(self) -> dict[str, Any]:
         return {k: (list(v) if isinstance(v, tuple) else v) for k, v in asdict(self).items()}
@@ -126,14 +137,18 @@ class EnvSpec:
 
     def __post_init__(self) -> None:
         if len(self.obs_shape) != 3 or self.obs_shape[0] not in (1, 3):
-            raise SpecError(f"frames must have shape (C, H, W) with C in (1, 3), got {self.obs_shape}")
+            raise SpecError(
+                f"frames must have shape (C, H, W) with C in (1, 3), got {self.obs_shape}"
+            )
 
     def check_compatible(self, other: EnvSpec, what: str) -> None:
         """Raise SpecError if `other` (described by `what`) is not the same env."""
         if other.env_id != self.env_id:
             raise SpecError(f"{what} is for {other.env_id}, expected {self.env_id}")
         if tuple(other.obs_shape) != tuple(self.obs_shape):
-            raise SpecError(f"{what} has frames of shape {other.obs_shape}, expected {self.obs_shape}")
+            raise SpecError(
+                f"{what} has frames of shape {other.obs_shape}, expected {self.obs_shape}"
+            )
         if other.action != self.action:
             raise SpecError(
                 f"{what} has action space {other.action.kind}({other.action.n}), "
@@ -141,7 +156,11 @@ class EnvSpec:
             )
 
     def to_json(self) -> dict[str, Any]:
-        return {"env_id": self.env_id, "obs_shape": list(self.obs_shape), "action": self.action.to_json()}
+        return {
+            "env_id": self.env_id,
+            "obs_shape": list(self.obs_shape),
+            "action": self.action.to_json(),
+        }
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> EnvSpec:

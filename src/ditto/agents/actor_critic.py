@@ -58,7 +58,9 @@ class ActorCritic(nn.Module):
         nn.utils.clip_grad_norm_(self.actor.parameters(), 100.0)
         self.actor_optimizer.step()
 
-        critic_loss = 0.5 * (self.critic(rollout.features[:-1].detach()) - targets.detach()).square().mean()
+        critic_loss = (
+            0.5 * (self.critic(rollout.features[:-1].detach()) - targets.detach()).square().mean()
+        )
         self.critic_optimizer.zero_grad(set_to_none=True)
         critic_loss.backward()
         nn.utils.clip_grad_norm_(self.critic.parameters(), 100.0)

@@ -53,7 +53,9 @@ class LatentImitation(ABC):
         predicted = self.actor(validation.features[frames]).mode()
         expert_actions = validation.actions[frames]
         if self.actor.discrete:
-            metrics["val/action_accuracy"] = float((predicted.argmax(-1) == expert_actions.argmax(-1)).float().mean())
+            metrics["val/action_accuracy"] = float(
+                (predicted.argmax(-1) == expert_actions.argmax(-1)).float().mean()
+            )
         else:
             metrics["val/action_mse"] = float((predicted - expert_actions).square().mean())
         return metrics

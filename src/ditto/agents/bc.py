@@ -39,7 +39,9 @@ class PixelPolicy(nn.Module):
 class ExpertFrames:
     """Expert frames on the device with, for each acted frame, the indices of its frame stack."""
 
-    def __init__(self, episodes: Sequence[Episode], spec: EnvSpec, frame_stack: int, device: torch.device):
+    def __init__(
+        self, episodes: Sequence[Episode], spec: EnvSpec, frame_stack: int, device: torch.device
+    ):
         frames, actions, stacks, offset = [], [], [], 0
         for episode in episodes:
             length = len(episode.observations)
@@ -47,7 +49,9 @@ class ExpertFrames:
             actions.append(policy_actions(episode, spec.action.n, spec.action.is_discrete))
             t = np.arange(offset, offset + length - 1)  # frames where the expert acted
             lags = np.arange(frame_stack - 1, -1, -1)
-            stacks.append(np.maximum(t[:, None] - lags[None], offset))  # oldest first; repeat the first frame
+            stacks.append(
+                np.maximum(t[:, None] - lags[None], offset)
+            )  # oldest first; repeat the first frame
             offset += length
         self.frames = torch.from_numpy(np.concatenate(frames)).to(device)
         self.actions = torch.from_numpy(np.concatenate(actions)).to(device)
@@ -61,7 +65,9 @@ class ExpertFrames:
 
 
 class PixelBC:
-    def __init__(self, episodes: Sequence[Episode], spec: EnvSpec, config: AgentConfig, device: torch.device):
+    def __init__(
+        self, episodes: Sequence[Episode], spec: EnvSpec, config: AgentConfig, device: torch.device
+    ):
         self.config = config
         self.data = ExpertFrames(episodes, spec, config.bc_frame_stack, device)
         self.policy = PixelPolicy(spec, config).to(device)
@@ -81,9 +87,15 @@ class PixelBC:
 
     @torch.no_grad()
     def diagnostics(self, validation: ExpertFrames, samples: int = 256) -> dict[str, float]:
-        rows = torch.randint(len(validation.stacks), (samples,), generator=torch.Generator().manual_seed(0))
+        rows = torch.randint(
+            len(validation.stacks), (samples,), generator=torch.Generator().manual_seed(0)
+        )
         frames, actions = validation.batch(rows.to(validation.stacks.device))
         predicted = self.policy(frames).mode()
         if self.policy.discrete:
-            return {"val/action_accuracy": float((predicted.argmax(-1) == actions.argmax(-1)).float().mean())}
+            return {
+                "val/action_accuracy": float(
+                    (predicted.argmax(-1) == actions.argmax(-1)).float().mean()
+                )
+            }
         return {"val/action_mse": float((predicted - actions).square().mean())}

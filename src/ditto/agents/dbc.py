@@ -30,4 +30,8 @@ class DBC(LatentImitation):
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         self.optimizer.step()
-        return {"losses/actor": loss.item(), "charts/log_prob": log_prob.item(), "charts/entropy": entropy.item()}
+        return {
+            "losses/actor": loss.item(),
+            "charts/log_prob": log_prob.item(),
+            "charts/entropy": entropy.item(),
+        }

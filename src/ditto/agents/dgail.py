@@ -25,7 +25,9 @@ class DGail(LatentImitation):
         device = expert.features.device
         self.learner = ActorCritic(model.feature_dim, model.spec.action, config).to(device)
         self.actor = self.learner.actor
-        self.discriminator = mlp(2 * model.deter_size, 1, config.disc_layers, config.disc_units).to(device)
+        self.discriminator = mlp(2 * model.deter_size, 1, config.disc_layers, config.disc_units).to(
+            device
+        )
         self.disc_optimizer = torch.optim.Adam(self.discriminator.parameters(), lr=config.disc_lr)
 
     def stateful(self):
@@ -58,7 +60,9 @@ class DGail(LatentImitation):
         with torch.set_grad_enabled(not self.actor.discrete):
             rewards = torch.sigmoid(self._logits(rollout.features))
         metrics = self.learner.update(rollout, rewards, step)
-        self.discriminator.zero_grad(set_to_none=True)  # the actor's backprop touched it; D learns only above
+        self.discriminator.zero_grad(
+            set_to_none=True
+        )  # the actor's backprop touched it; D learns only above
         metrics["losses/discriminator"] = disc_loss.item()
         metrics["charts/disc_expert_prob"] = torch.sigmoid(expert_logits).mean().item()
         return metrics

@@ -22,7 +22,9 @@ from ditto.world_model.model import WorldModel
 class Ditto(LatentImitation):
     def __init__(self, model: WorldModel, expert: ExpertLatents, config: AgentConfig):
         super().__init__(model, expert, config)
-        self.learner = ActorCritic(model.feature_dim, model.spec.action, config).to(expert.features.device)
+        self.learner = ActorCritic(model.feature_dim, model.spec.action, config).to(
+            expert.features.device
+        )
         self.actor = self.learner.actor
         self.bank = self._latent(expert.features) if config.reward_match == "nearest" else None
 
@@ -44,6 +46,8 @@ class Ditto(LatentImitation):
         starts = self.expert.sample(self.config.batch, generator)
         expert_features, _ = self.expert.windows(starts)
         rollout = imagine(self.model, self.actor, expert_features[0], self.config.horizon)
-        with torch.set_grad_enabled(not self.actor.discrete):  # continuous: backprop through the reward
+        with torch.set_grad_enabled(
+            not self.actor.discrete
+        ):  # continuous: backprop through the reward
             rewards = self.reward(expert_features, rollout.features)
         return self.learner.update(rollout, rewards, step)

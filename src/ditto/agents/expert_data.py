@@ -17,7 +17,9 @@ from ditto.world_model.model import WorldModel
 
 
 @torch.no_grad()
-def encode_episode(model: WorldModel, episode: Episode, device: torch.device, chunk: int = 256) -> torch.Tensor:
+def encode_episode(
+    model: WorldModel, episode: Episode, device: torch.device, chunk: int = 256
+) -> torch.Tensor:
     """Posterior features (T+1, F) of every frame of an episode, filtered chunk by chunk."""
     spec = model.spec
     steps = len(episode.observations)

@@ -50,7 +50,9 @@ class OneHotCategorical:
 class TanhNormal:
     """A Gaussian squashed by tanh and scaled to [low, high]; rsample keeps gradients (dynamics backprop)."""
 
-    def __init__(self, mean: torch.Tensor, std: torch.Tensor, low: torch.Tensor, high: torch.Tensor):
+    def __init__(
+        self, mean: torch.Tensor, std: torch.Tensor, low: torch.Tensor, high: torch.Tensor
+    ):
         self.mean, self.std = mean.float(), std.float()
         self.scale, self.shift = (high - low) / 2, (high + low) / 2
 
@@ -67,7 +69,11 @@ class TanhNormal:
     def log_prob(self, action: torch.Tensor) -> torch.Tensor:
         y = ((action - self.shift) / self.scale).clamp(-0.999999, 0.999999)
         u = torch.atanh(y)
-        normal = -0.5 * ((u - self.mean) / self.std).square() - self.std.log() - 0.5 * math.log(2 * math.pi)
+        normal = (
+            -0.5 * ((u - self.mean) / self.std).square()
+            - self.std.log()
+            - 0.5 * math.log(2 * math.pi)
+        )
         return (normal - torch.log(self.scale * (1 - y.square()) + 1e-6)).sum(-1)
 
     def entropy(self) -> torch.Tensor:
@@ -89,7 +95,9 @@ class Actor(nn.Module):
         if self.discrete:
             return OneHotCategorical(out)
         mean, std = out.float().chunk(2, -1)
-        std = 0.1 + 0.9 * torch.sigmoid(std + 2.0)  # DreamerV2's bounded std: in (0.1, 1), starts near 1
+        std = 0.1 + 0.9 * torch.sigmoid(
+            std + 2.0
+        )  # DreamerV2's bounded std: in (0.1, 1), starts near 1
         return TanhNormal(mean, std, self.low, self.high)
 
 

@@ -5,7 +5,9 @@ from __future__ import annotations
 import torch
 
 
-def lambda_returns(rewards: torch.Tensor, values: torch.Tensor, gamma: float, lam: float) -> torch.Tensor:
+def lambda_returns(
+    rewards: torch.Tensor, values: torch.Tensor, gamma: float, lam: float
+) -> torch.Tensor:
     """Targets R_0..R_{H-1} for the states s_0..s_{H-1} of an H-step rollout.
 
     rewards: (H, B), rewards[k] is earned by the step from s_k to s_{k+1}.

@@ -38,4 +38,6 @@ def imagine(model: WorldModel, actor: Actor, start_features: torch.Tensor, horiz
         actions.append(action)
         state = model.img_step(state, model.policy_action_input(action))
         features.append(model.features(state))
-    return Rollout(torch.stack(features), torch.stack(actions), torch.stack(log_probs), torch.stack(entropies))
+    return Rollout(
+        torch.stack(features), torch.stack(actions), torch.stack(log_probs), torch.stack(entropies)
+    )

@@ -34,7 +34,9 @@ def run_episodes(env: gym.Env, expert: Expert, seeds: list[int]) -> Iterator[Epi
         yield _episode(frames, actions, rewards, terminated, truncated, discrete)
 
 
-def run_vector_episodes(venv: gym.vector.VectorEnv, expert: Expert, count: int) -> Iterator[Episode]:
+def run_vector_episodes(
+    venv: gym.vector.VectorEnv, expert: Expert, count: int
+) -> Iterator[Episode]:
     """`count` episodes from a next-step-autoreset vector env, in the order they finish.
 
     The expert must act on frames alone (expert.reads_env is False).
@@ -130,7 +132,9 @@ def collect(
     if done:  # resuming: new seeds, so that new episodes do not replay the finished ones
         expert = make_expert(expert_spec, env_id, epsilon=epsilon, seed=seed + done)
     source_iter = _episode_source(env_id, expert, seed + done, num_envs, size, grayscale)
-    bar = tqdm(total=episodes, initial=done, desc=f"collect {env_id}", unit="ep", disable=not progress)
+    bar = tqdm(
+        total=episodes, initial=done, desc=f"collect {env_id}", unit="ep", disable=not progress
+    )
     try:
         for episode in source_iter:
             info = writer.add(episode)
@@ -145,14 +149,22 @@ def collect(
 
 
 def evaluate_expert(
-    env_id: str, expert_spec: str, episodes: int, *, epsilon: float = 0.0, seed: int = 0, progress: bool = True
+    env_id: str,
+    expert_spec: str,
+    episodes: int,
+    *,
+    epsilon: float = 0.0,
+    seed: int = 0,
+    progress: bool = True,
 ) -> list[tuple[float, int]]:
     """(return, length) of `episodes` episodes of the expert; nothing is written to disk."""
     expert = make_expert(expert_spec, env_id, epsilon=epsilon, seed=seed)
     source = _episode_source(env_id, expert, seed, num_envs=1, size=64, grayscale=True)
     results = []
     try:
-        for episode in tqdm(source, total=episodes, desc=f"eval {env_id}", unit="ep", disable=not progress):
+        for episode in tqdm(
+            source, total=episodes, desc=f"eval {env_id}", unit="ep", disable=not progress
+        ):
             results.append((episode.total_return, episode.length))
             if len(results) >= episodes:
                 break

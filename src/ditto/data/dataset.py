@@ -60,7 +60,9 @@ class EpisodeInfo:
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> EpisodeInfo:
-        return cls(data["index"], data["length"], data["return"], data["terminated"], data["truncated"])
+        return cls(
+            data["index"], data["length"], data["return"], data["terminated"], data["truncated"]
+        )
 
 
 class DatasetWriter:
@@ -107,10 +109,20 @@ class DatasetWriter:
         self.spec.action.validate(episode.actions, "episode")
         index = self.num_episodes
         actions = episode.actions.astype(np.int64 if self.spec.action.is_discrete else np.float32)
-        arrays = {"observations": episode.observations, "actions": actions, "rewards": episode.rewards.astype(np.float32)}
+        arrays = {
+            "observations": episode.observations,
+            "actions": actions,
+            "rewards": episode.rewards.astype(np.float32),
+        }
         for field in _FIELDS:
             atomic_save_npy(_episode_file(self.root, index, field), arrays[field])
-        info = EpisodeInfo(index, episode.length, episode.total_return, bool(episode.terminated), bool(episode.truncated))
+        info = EpisodeInfo(
+            index,
+            episode.length,
+            episode.total_return,
+            bool(episode.terminated),
+            bool(episode.truncated),
+        )
         self.metadata["episodes"].append(info.to_json())
         atomic_write_json(self.root / METADATA, self.metadata)
         return info
@@ -143,13 +155,19 @@ class Dataset(Sequence[Episode]):
         for field in _FIELDS:
             path = _episode_file(self.root, info.index, field)
             try:
-                arrays[field] = np.load(path, mmap_mode="r" if field == "observations" else None, allow_pickle=False)
+                arrays[field] = np.load(
+                    path, mmap_mode="r" if field == "observations" else None, allow_pickle=False
+                )
             except FileNotFoundError:
                 raise DatasetError(f"{path}: missing (the dataset is incomplete)") from None
             except (ValueError, OSError) as exc:
                 raise DatasetError(f"{path}: unreadable ({exc})") from None
         obs = arrays["observations"]
-        if obs.dtype != np.uint8 or obs.shape[1:] != tuple(self.spec.obs_shape) or obs.shape[0] != info.length + 1:
+        if (
+            obs.dtype != np.uint8
+            or obs.shape[1:] != tuple(self.spec.obs_shape)
+            or obs.shape[0] != info.length + 1
+        ):
             raise DatasetError(
                 f"{_episode_file(self.root, info.index, 'observations')}: frames are {obs.dtype} {obs.shape}, "
                 f"expected uint8 {(info.length + 1, *self.spec.obs_shape)}"
@@ -157,7 +175,9 @@ class Dataset(Sequence[Episode]):
         where = str(_episode_file(self.root, info.index, "actions"))
         try:
             self.spec.action.validate(arrays["actions"], where)
-            episode = Episode(obs, arrays["actions"], arrays["rewards"], info.terminated, info.truncated)
+            episode = Episode(
+                obs, arrays["actions"], arrays["rewards"], info.terminated, info.truncated
+            )
         except DittoError as exc:
             raise DatasetError(f"{where.rsplit('.actions', 1)[0]}: {exc}") from None
         return episode
@@ -211,7 +231,9 @@ def _read_metadata(root: Path) -> dict[str, Any]:
     if not root.is_dir():
         raise DatasetError(f"{root}: no such dataset directory")
     if not path.is_file():
-        raise DatasetError(f"{path}: missing; {root} is not a ditto dataset (make one with `ditto collect`)")
+        raise DatasetError(
+            f"{path}: missing; {root} is not a ditto dataset (make one with `ditto collect`)"
+        )
     try:
         metadata = json.loads(path.read_text())
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:

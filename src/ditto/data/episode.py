@@ -39,7 +39,9 @@ class Episode:
                 f"an episode with {steps + 1} observations needs {steps} actions, got shape {actions.shape}"
             )
         if rewards.ndim != 1 or rewards.shape[0] != steps:
-            raise DatasetError(f"an episode of {steps} steps needs {steps} rewards, got shape {rewards.shape}")
+            raise DatasetError(
+                f"an episode of {steps} steps needs {steps} rewards, got shape {rewards.shape}"
+            )
         if not np.all(np.isfinite(rewards)):
             raise DatasetError("rewards contain NaN or Inf")
 

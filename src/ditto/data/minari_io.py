@@ -82,7 +82,9 @@ def _action_space(action: ActionSpec) -> gym.Space:
     if action.is_discrete:
         return gym.spaces.Discrete(action.n)
     return gym.spaces.Box(
-        np.asarray(action.low, dtype=np.float32), np.asarray(action.high, dtype=np.float32), dtype=np.float32
+        np.asarray(action.low, dtype=np.float32),
+        np.asarray(action.high, dtype=np.float32),
+        dtype=np.float32,
     )
 
 
@@ -103,7 +105,9 @@ def _episode_buffer(episode: Episode):
     )
 
 
-def export_minari(dataset_dir: str | Path, dataset_id: str, *, root: str | Path | None = None) -> Path:
+def export_minari(
+    dataset_dir: str | Path, dataset_id: str, *, root: str | Path | None = None
+) -> Path:
     """Write the ditto dataset at `dataset_dir` as the local Minari dataset `dataset_id`.
 
     `dataset_id` is (NAMESPACE/)NAME-vVERSION, e.g. "ditto/pong-scripted-v0"; the
@@ -203,7 +207,9 @@ def _open_storage(data: Path, metadata: dict[str, Any], name: str):
             f"{name}: its {metadata.get('data_format')!r} format needs a package that is not installed ({exc})"
         ) from None
     except Exception as exc:  # minari raises anything, from asserts to gym errors
-        raise DatasetError(f"{name}: unreadable Minari dataset ({type(exc).__name__}: {exc})") from None
+        raise DatasetError(
+            f"{name}: unreadable Minari dataset ({type(exc).__name__}: {exc})"
+        ) from None
     # Minari reads a dataset whose metadata has no "jpeg_encoding" (written before the
     # option existed) as JPEG-encoded; look at how its frames were actually stored.
     if (
@@ -215,8 +221,17 @@ def _open_storage(data: Path, metadata: dict[str, Any], name: str):
 
         with h5py.File(data / _HDF5, "r") as file:
             obs = file.get("episode_0/observations")
-            raw = isinstance(obs, h5py.Dataset) and obs.dtype == np.uint8 and obs.shape[1:] == storage.observation_space.shape
-        storage = type(storage)(storage.data_path, storage.observation_space, storage.action_space, jpeg_encoding=not raw)
+            raw = (
+                isinstance(obs, h5py.Dataset)
+                and obs.dtype == np.uint8
+                and obs.shape[1:] == storage.observation_space.shape
+            )
+        storage = type(storage)(
+            storage.data_path,
+            storage.observation_space,
+            storage.action_space,
+            jpeg_encoding=not raw,
+        )
     return storage
 
 
@@ -244,10 +259,14 @@ def _to_frames(observations: np.ndarray, layout: str, spec: EnvSpec) -> np.ndarr
         images = images[..., 0]
     if images.ndim == 3 and channels == 3:  # grayscale source, RGB frames wanted
         images = np.repeat(images[..., None], 3, axis=-1)
-    return np.stack([to_frame(np.ascontiguousarray(img), size, grayscale=channels == 1) for img in images])
+    return np.stack(
+        [to_frame(np.ascontiguousarray(img), size, grayscale=channels == 1) for img in images]
+    )
 
 
-def _foreign_spec(storage, metadata: dict[str, Any], env_id: str | None, name: str) -> tuple[EnvSpec, str]:
+def _foreign_spec(
+    storage, metadata: dict[str, Any], env_id: str | None, name: str
+) -> tuple[EnvSpec, str]:
     """The EnvSpec and frame layout for a dataset ditto did not write."""
     space = storage.observation_space
     layout = _image_layout(space)
@@ -262,7 +281,9 @@ def _foreign_spec(storage, metadata: dict[str, Any], env_id: str | None, name: s
         except (TypeError, ValueError, KeyError):
             env_id = None
     if not env_id:
-        raise DatasetError(f"{name} records no environment; pass the env id it was recorded in (env_id / --env)")
+        raise DatasetError(
+            f"{name} records no environment; pass the env id it was recorded in (env_id / --env)"
+        )
     try:
         dataset_action = action_spec_of(storage.action_space)
     except DittoError as exc:
@@ -327,9 +348,13 @@ def import_minari(
     source = {"minari": dataset_id}
     writer = DatasetWriter(out, spec, source)
     if writer.metadata["source"] != source:
-        raise DatasetError(f"{out} already holds episodes from {writer.metadata['source']}; write to a new directory")
+        raise DatasetError(
+            f"{out} already holds episodes from {writer.metadata['source']}; write to a new directory"
+        )
     done = writer.num_episodes
-    bar = tqdm(total=total, initial=done, desc=f"import {dataset_id}", unit="ep", disable=not progress)
+    bar = tqdm(
+        total=total, initial=done, desc=f"import {dataset_id}", unit="ep", disable=not progress
+    )
     index = done
     try:
         for raw in storage.get_episodes(range(done, total)):
@@ -339,7 +364,9 @@ def import_minari(
     except DittoError as exc:
         raise DatasetError(f"{name} episode {index}: {exc}") from None
     except (OSError, KeyError, ValueError) as exc:
-        raise DatasetError(f"{name} episode {index}: unreadable ({type(exc).__name__}: {exc})") from None
+        raise DatasetError(
+            f"{name} episode {index}: unreadable ({type(exc).__name__}: {exc})"
+        ) from None
     finally:
         bar.close()
     return Dataset(out)

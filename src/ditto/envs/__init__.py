@@ -98,7 +98,9 @@ def make_env(
                 "ditto learns from pixels, so it needs an env that renders"
             )
         try:
-            env = make_rendered(env_id, size=size, grayscale=grayscale, max_episode_steps=max_episode_steps)
+            env = make_rendered(
+                env_id, size=size, grayscale=grayscale, max_episode_steps=max_episode_steps
+            )
         except DittoError:
             raise
         except gym.error.DependencyNotInstalled as exc:
@@ -111,7 +113,11 @@ def make_env(
 
 def _render_modes(env_id: str) -> list[str]:
     entry_point = gym.spec(env_id).entry_point
-    creator = entry_point if callable(entry_point) else gym.envs.registration.load_env_creator(entry_point)
+    creator = (
+        entry_point
+        if callable(entry_point)
+        else gym.envs.registration.load_env_creator(entry_point)
+    )
     return list(getattr(creator, "metadata", {}).get("render_modes", []))
 
 

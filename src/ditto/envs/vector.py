@@ -20,7 +20,9 @@ class _ChannelFirst(gym.vector.VectorObservationWrapper):
     def __init__(self, env: gym.vector.VectorEnv, channels: int, size: int):
         super().__init__(env)
         self.single_observation_space = gym.spaces.Box(0, 255, (channels, size, size), np.uint8)
-        self.observation_space = gym.vector.utils.batch_space(self.single_observation_space, env.num_envs)
+        self.observation_space = gym.vector.utils.batch_space(
+            self.single_observation_space, env.num_envs
+        )
 
     def observations(self, observations: np.ndarray) -> np.ndarray:
         if observations.ndim == 5:  # RGB: (N, 1, H, W, 3)
@@ -72,9 +74,7 @@ def make_vector_env(
         )
         venv = _ChannelFirst(venv, spec.obs_shape[0], size)
     else:
-        fns = [
-            (lambda: make_env(env_id, size=size, grayscale=grayscale)) for _ in range(num_envs)
-        ]
+        fns = [(lambda: make_env(env_id, size=size, grayscale=grayscale)) for _ in range(num_envs)]
         cls = gym.vector.AsyncVectorEnv if asynchronous else gym.vector.SyncVectorEnv
         venv = cls(fns, autoreset_mode=gym.vector.AutoresetMode.NEXT_STEP)
     venv.ditto_spec = spec

@@ -84,4 +84,6 @@ class RandomAgent:
     def act(self, frames: np.ndarray, is_first: np.ndarray) -> np.ndarray:
         if self.spec.is_discrete:
             return self.rng.integers(self.spec.n, size=len(frames))
-        return self.rng.uniform(self.spec.low, self.spec.high, size=(len(frames), self.spec.n)).astype(np.float32)
+        return self.rng.uniform(
+            self.spec.low, self.spec.high, size=(len(frames), self.spec.n)
+        ).astype(np.float32)

@@ -31,7 +31,9 @@ from ditto.specs import EnvSpec
 from ditto.world_model.trainer import load_world_model
 
 
-def run_episodes(agent, env_id: str, spec: EnvSpec, episodes: int, num_envs: int, seed: int) -> list[float]:
+def run_episodes(
+    agent, env_id: str, spec: EnvSpec, episodes: int, num_envs: int, seed: int
+) -> list[float]:
     """Returns of `episodes` full episodes of `agent` in `num_envs` vectorised envs.
 
     Env i plays a fixed quota of episodes (episodes split evenly), so that the
@@ -71,7 +73,9 @@ def agent_loader(saved: dict[str, Any], device: torch.device, greedy: bool):
         agent = PixelAgent(policy, spec.action, greedy)
     else:
         model = load_world_model(saved["world_model"], str(device)).model
-        policy = Actor(model.feature_dim, spec.action, config.layers, config.units).to(device).eval()
+        policy = (
+            Actor(model.feature_dim, spec.action, config.layers, config.units).to(device).eval()
+        )
         agent = LatentAgent(model, policy, greedy)
 
     def load(checkpoint: Checkpoint):
@@ -83,7 +87,11 @@ def agent_loader(saved: dict[str, Any], device: torch.device, greedy: bool):
 
 
 def random_return(env_id: str, spec: EnvSpec, episodes: int, num_envs: int, seed: int) -> float:
-    return float(np.mean(run_episodes(RandomAgent(spec.action, seed), env_id, spec, episodes, num_envs, seed)))
+    return float(
+        np.mean(
+            run_episodes(RandomAgent(spec.action, seed), env_id, spec, episodes, num_envs, seed)
+        )
+    )
 
 
 def evaluate_run(
@@ -107,19 +115,30 @@ def evaluate_run(
     episodes = episodes or config.eval_episodes
     num_envs = num_envs or config.eval_envs
     greedy = config.greedy if greedy is None else greedy
-    snapshots = sorted((run / SNAPSHOTS).glob("step_*.safetensors"))[-(checkpoints or config.keep_checkpoints) :]
+    snapshots = sorted((run / SNAPSHOTS).glob("step_*.safetensors"))[
+        -(checkpoints or config.keep_checkpoints) :
+    ]
     if not snapshots:
         raise DittoError(f"{run}: no policy snapshots in {run / SNAPSHOTS}; train the run first")
     load = agent_loader(saved, resolve_device(device), greedy)
     per_checkpoint, all_returns = [], []
-    for index, snapshot in enumerate(tqdm(snapshots, desc=f"evaluate {run.name}", unit="ckpt", disable=not progress)):
+    for index, snapshot in enumerate(
+        tqdm(snapshots, desc=f"evaluate {run.name}", unit="ckpt", disable=not progress)
+    ):
         torch.manual_seed(seed + index)  # the policy samples actions and latents
         checkpoint = load_checkpoint(snapshot)
-        returns = run_episodes(load(checkpoint), spec.env_id, spec, episodes, num_envs, seed + 1000 * index)
-        per_checkpoint.append({"step": int(checkpoint.meta["step"]), "return_mean": float(np.mean(returns))})
+        returns = run_episodes(
+            load(checkpoint), spec.env_id, spec, episodes, num_envs, seed + 1000 * index
+        )
+        per_checkpoint.append(
+            {"step": int(checkpoint.meta["step"]), "return_mean": float(np.mean(returns))}
+        )
         all_returns += returns
     returns = np.asarray(all_returns)
-    expert, rand = saved["expert_return"], random_return(spec.env_id, spec, episodes, num_envs, seed)
+    expert, rand = (
+        saved["expert_return"],
+        random_return(spec.env_id, spec, episodes, num_envs, seed),
+    )
     return {
         "run": str(run),
         "algo": config.algo,
@@ -127,11 +146,14 @@ def evaluate_run(
         "expert_episodes": config.expert_episodes,
         "seed": config.seed,
         "return_mean": float(returns.mean()),
-        "return_stderr": float(returns.std(ddof=1) / np.sqrt(len(returns))) if len(returns) > 1 else 0.0,
+        "return_stderr": float(returns.std(ddof=1) / np.sqrt(len(returns)))
+        if len(returns) > 1
+        else 0.0,
         "normalized_score": normalized_score(float(returns.mean()), expert, rand),
         "expert_return": expert,
         "random_return": rand,
         "episodes": len(returns),
+        "returns": returns.tolist(),
         "checkpoints": per_checkpoint,
         "greedy": greedy,
     }

@@ -47,7 +47,9 @@ def save_grid(path: Path, reals: np.ndarray, models: np.ndarray, context: int) -
     _save(path, [Image.fromarray(image)], "PNG")
 
 
-def save_gif(path: Path, reals: np.ndarray, models: np.ndarray, context: int, scale: int = 2) -> None:
+def save_gif(
+    path: Path, reals: np.ndarray, models: np.ndarray, context: int, scale: int = 2
+) -> None:
     """An animation: real (left) beside model (right), one row per sequence; red border while dreaming."""
     n, steps = reals.shape[:2]
     frames = []
@@ -58,7 +60,11 @@ def save_gif(path: Path, reals: np.ndarray, models: np.ndarray, context: int, sc
             if t >= context:
                 model[[0, -1], :] = (255, 0, 0)
                 model[:, [0, -1]] = (255, 0, 0)
-            rows.append(np.concatenate([_rgb(reals[i, t]), np.full((model.shape[0], _GAP, 3), 255, np.uint8), model], 1))
+            rows.append(
+                np.concatenate(
+                    [_rgb(reals[i, t]), np.full((model.shape[0], _GAP, 3), 255, np.uint8), model], 1
+                )
+            )
         image = Image.fromarray(np.concatenate(rows, 0))
         frames.append(image.resize((image.width * scale, image.height * scale), Image.NEAREST))
     _save(path, frames, "GIF")
@@ -69,7 +75,9 @@ def _save(path: Path, images: list[Image.Image], fmt: str) -> None:
 
     buffer = io.BytesIO()
     if fmt == "GIF":
-        images[0].save(buffer, format="GIF", save_all=True, append_images=images[1:], duration=120, loop=0)
+        images[0].save(
+            buffer, format="GIF", save_all=True, append_images=images[1:], duration=120, loop=0
+        )
     else:
         images[0].save(buffer, format=fmt)
     atomic_write_bytes(path, buffer.getvalue())

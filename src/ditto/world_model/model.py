@@ -35,7 +35,12 @@ class WorldModel(nn.Module):
         channels = spec.obs_shape[0]
         self.encoder = Encoder(channels, config.cnn_depth)
         self.rssm = RSSM(
-            spec.action.world_model_dim, self.encoder.out_dim, config.deter, config.hidden, config.stoch, config.classes
+            spec.action.world_model_dim,
+            self.encoder.out_dim,
+            config.deter,
+            config.hidden,
+            config.stoch,
+            config.classes,
         )
         self.decoder = Decoder(self.rssm.feature_dim, channels, config.cnn_depth)
         # Maps a policy action (one-hot over the game's minimal set, or a raw vector) to the
@@ -71,13 +76,20 @@ class WorldModel(nn.Module):
         """(..., n_policy) one-hot or vector -> (..., world_model_dim); keeps straight-through gradients."""
         return policy_action @ self.policy_to_model
 
-    def check_inputs(self, frames: torch.Tensor, actions: torch.Tensor, is_first: torch.Tensor) -> None:
+    def check_inputs(
+        self, frames: torch.Tensor, actions: torch.Tensor, is_first: torch.Tensor
+    ) -> None:
         expected = tuple(self.spec.obs_shape)
         if frames.dim() != 5 or tuple(frames.shape[2:]) != expected:
-            raise SpecError(f"frames must have shape (B, T, {', '.join(map(str, expected))}), got {tuple(frames.shape)}")
+            raise SpecError(
+                f"frames must have shape (B, T, {', '.join(map(str, expected))}), got {tuple(frames.shape)}"
+            )
         if frames.dtype != torch.uint8:
             raise SpecError(f"frames must be uint8, got {frames.dtype}")
-        if actions.shape[:2] != frames.shape[:2] or actions.shape[-1] != self.spec.action.world_model_dim:
+        if (
+            actions.shape[:2] != frames.shape[:2]
+            or actions.shape[-1] != self.spec.action.world_model_dim
+        ):
             raise SpecError(
                 f"actions must have shape (B, T, {self.spec.action.world_model_dim}) for {self.spec.env_id}, "
                 f"got {tuple(actions.shape)}"
@@ -86,7 +98,11 @@ class WorldModel(nn.Module):
             raise SpecError(f"is_first must have shape (B, T), got {tuple(is_first.shape)}")
 
     def observe(
-        self, frames: torch.Tensor, actions: torch.Tensor, is_first: torch.Tensor, state: State | None = None
+        self,
+        frames: torch.Tensor,
+        actions: torch.Tensor,
+        is_first: torch.Tensor,
+        state: State | None = None,
     ) -> State:
         """Posterior states of a batch of sequences (B, T, ...)."""
         self.check_inputs(frames, actions, is_first)
@@ -98,7 +114,11 @@ class WorldModel(nn.Module):
         return self.decoder(features)
 
     def loss(
-        self, frames: torch.Tensor, actions: torch.Tensor, is_first: torch.Tensor, state: State | None = None
+        self,
+        frames: torch.Tensor,
+        actions: torch.Tensor,
+        is_first: torch.Tensor,
+        state: State | None = None,
     ) -> tuple[torch.Tensor, dict[str, torch.Tensor], State]:
         """The training loss of a batch, its parts, and the last posterior state (to carry on)."""
         cfg = self.config
@@ -121,7 +141,9 @@ class WorldModel(nn.Module):
         Returns (reconstructions of the context, open-loop predictions), both as
         decoder means in [-0.5, 0.5]; the predictions use the real actions.
         """
-        posts, _ = self.rssm.observe(self.encoder(frames[:, :context]), actions[:, :context], is_first[:, :context])
+        posts, _ = self.rssm.observe(
+            self.encoder(frames[:, :context]), actions[:, :context], is_first[:, :context]
+        )
         recon = self.decoder(self.rssm.features(posts))
         state = State(*(part[:, -1] for part in posts))
         predictions = []

@@ -54,5 +54,7 @@ class Decoder(nn.Module):
         """(..., feature_dim) -> (..., C, 64, 64) mean of the frame in frames_to_input's scale."""
         lead = features.shape[:-1]
         x = self.linear(features.reshape(-1, features.shape[-1]))
-        x = self.net(x.reshape(-1, 32 * self.depth, 1, 1).contiguous(memory_format=torch.channels_last))
+        x = self.net(
+            x.reshape(-1, 32 * self.depth, 1, 1).contiguous(memory_format=torch.channels_last)
+        )
         return x.contiguous().reshape(*lead, *x.shape[1:])

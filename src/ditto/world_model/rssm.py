@@ -55,14 +55,20 @@ class NormGRUCell(nn.Module):
 
 
 def _mlp_head(in_dim: int, hidden: int, out_dim: int) -> nn.Sequential:
-    return nn.Sequential(nn.Linear(in_dim, hidden), nn.LayerNorm(hidden), nn.ELU(), nn.Linear(hidden, out_dim))
+    return nn.Sequential(
+        nn.Linear(in_dim, hidden), nn.LayerNorm(hidden), nn.ELU(), nn.Linear(hidden, out_dim)
+    )
 
 
 class RSSM(nn.Module):
-    def __init__(self, action_dim: int, embed_dim: int, deter: int, hidden: int, stoch: int, classes: int):
+    def __init__(
+        self, action_dim: int, embed_dim: int, deter: int, hidden: int, stoch: int, classes: int
+    ):
         super().__init__()
         self.deter_size, self.stoch_size, self.classes = deter, stoch, classes
-        self.img_in = nn.Sequential(nn.Linear(stoch * classes + action_dim, hidden), nn.LayerNorm(hidden), nn.ELU())
+        self.img_in = nn.Sequential(
+            nn.Linear(stoch * classes + action_dim, hidden), nn.LayerNorm(hidden), nn.ELU()
+        )
         self.gru = NormGRUCell(hidden, deter)
         self.img_out = _mlp_head(deter, hidden, stoch * classes)
         self.obs_out = _mlp_head(deter + embed_dim, hidden, stoch * classes)
@@ -87,7 +93,9 @@ class RSSM(nn.Module):
     def state_from_features(self, features: torch.Tensor) -> State:
         """The inverse of features(); logits are not part of the features and come back as zeros."""
         deter, stoch = features.split([self.deter_size, self.stoch_size * self.classes], -1)
-        logits = torch.zeros(*features.shape[:-1], self.stoch_size, self.classes, device=features.device)
+        logits = torch.zeros(
+            *features.shape[:-1], self.stoch_size, self.classes, device=features.device
+        )
         return State(deter, stoch, logits)
 
     def _sample(self, logits: torch.Tensor) -> torch.Tensor:
@@ -123,7 +131,11 @@ class RSSM(nn.Module):
         return post, prior
 
     def observe(
-        self, embeds: torch.Tensor, actions: torch.Tensor, is_first: torch.Tensor, state: State | None = None
+        self,
+        embeds: torch.Tensor,
+        actions: torch.Tensor,
+        is_first: torch.Tensor,
+        state: State | None = None,
     ) -> tuple[State, State]:
         """Filter a sequence: embeds (B, T, E), actions (B, T, A), is_first (B, T) -> posts, priors (B, T, ...)."""
         if state is None:
@@ -135,7 +147,9 @@ class RSSM(nn.Module):
             priors.append(prior)
         return stack_states(posts), stack_states(priors)
 
-    def kl_loss(self, post: State, prior: State, balance: float, free_nats: float) -> tuple[torch.Tensor, torch.Tensor]:
+    def kl_loss(
+        self, post: State, prior: State, balance: float, free_nats: float
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """KL balancing: balance * KL(sg(q) || p) + (1 - balance) * KL(q || sg(p)), mean over batch.
 
         Returns (loss, KL(q || p) value for logging).

@@ -1,0 +1,1 @@
+"""Experiment grids, the demo pipeline and their reports."""

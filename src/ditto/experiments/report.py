@@ -1,0 +1,488 @@
+"""The results report of a directory of evaluated runs: a table, figures, GIFs, in Markdown and HTML.
+
+    write_report(Path("runs/grid"))   # -> results.json, figures/, report.md, report.html
+
+Inputs are the files the library already writes: each agent run's config.json,
+metrics.jsonl and eval.json (from `ditto evaluate RUN --save`), and each world-model
+run's diagnostics/open_loop.gif. Both documents are rendered from one list of
+blocks, so their content cannot drift apart; the HTML page embeds every image
+and stands alone (it can be mailed or attached).
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import io
+import json
+import math
+import re
+from collections import defaultdict
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ditto.errors import DittoError
+from ditto.evaluation.protocol import aggregate
+from ditto.io import atomic_write_bytes, atomic_write_json
+from ditto.runs import CONFIG, EVAL, METRICS
+
+FIGURES = "figures"
+METHODS = {"ditto": "DITTO", "dbc": "D-BC", "dgail": "D-GAIL", "bc": "BC"}  # report order
+COLORS = {"ditto": "tab:blue", "dbc": "tab:orange", "dgail": "tab:green", "bc": "tab:red"}
+
+
+# ----- results ---------------------------------------------------------------------------------
+def collect_results(root: Path) -> list[dict[str, Any]]:
+    """Every eval.json under `root`, each with "run_dir": the directory it was found in."""
+    results = []
+    for path in sorted(Path(root).rglob(EVAL)):
+        results.append({**_read_json(path), "run_dir": str(path.parent)})
+    return results
+
+
+def summarize(evals: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """One row per (env_id, algo, expert_episodes), aggregated over the runs (seeds)."""
+    groups: dict[tuple[str, str, int], list[dict[str, Any]]] = defaultdict(list)
+    for result in evals:
+        groups[(result["env_id"], result["algo"], result["expert_episodes"])].append(result)
+    rows = [_summary_row(*key, runs) for key, runs in groups.items()]
+    return sorted(rows, key=lambda r: (r["env_id"], _method_rank(r["algo"]), r["expert_episodes"]))
+
+
+def _summary_row(
+    env_id: str, algo: str, expert_episodes: int, runs: list[dict[str, Any]]
+) -> dict[str, Any]:
+    runs = sorted(runs, key=lambda r: r["seed"])
+    scores = [r["normalized_score"] for r in runs]
+    if len(runs) >= 2:
+        stats = aggregate(runs)
+        iqm, ci95 = stats["iqm_normalized_score"], stats["iqm_ci95"]
+    else:  # no interval from one run
+        iqm, ci95 = scores[0], [scores[0], scores[0]]
+    return {
+        "env_id": env_id,
+        "algo": algo,
+        "expert_episodes": expert_episodes,
+        "seeds": len(runs),
+        "seed_list": [r["seed"] for r in runs],
+        "return_mean": float(np.mean([r["return_mean"] for r in runs])),
+        "return_stderr": _pooled_stderr(runs),
+        "normalized_score": float(np.mean(scores)),
+        "iqm_normalized_score": iqm,
+        "iqm_ci95": ci95,
+        "expert_return": float(np.mean([r["expert_return"] for r in runs])),
+        "random_return": float(np.mean([r["random_return"] for r in runs])),
+        "episodes": int(sum(r["episodes"] for r in runs)),
+    }
+
+
+def _pooled_stderr(runs: list[dict[str, Any]]) -> float:
+    """Standard error over every episode of every seed; older eval.json files lack the
+    returns, so then combine the runs' standard errors (that of the mean of n means)."""
+    if all("returns" in r for r in runs):
+        returns = np.concatenate([np.asarray(r["returns"], dtype=float) for r in runs])
+        return float(returns.std(ddof=1) / math.sqrt(len(returns))) if len(returns) > 1 else 0.0
+    return float(math.sqrt(sum(r["return_stderr"] ** 2 for r in runs)) / len(runs))
+
+
+def _method_rank(algo: str) -> int:
+    return list(METHODS).index(algo) if algo in METHODS else len(METHODS)
+
+
+def _label(algo: str) -> str:
+    return METHODS.get(algo, algo)
+
+
+def _algos(items: list[dict[str, Any]]) -> list[str]:
+    return sorted({item["algo"] for item in items}, key=lambda a: (_method_rank(a), a))
+
+
+def _slug(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", text).strip("_") or "x"
+
+
+def _read_json(path: Path) -> Any:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as exc:
+        raise DittoError(f"{path}: cannot read it as JSON ({exc})") from None
+
+
+# ----- figures ---------------------------------------------------------------------------------
+def _save_figure(fig: Any, path: Path) -> None:
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=110, bbox_inches="tight")
+    atomic_write_bytes(path, buffer.getvalue())
+
+
+def _error_bar(row: dict[str, Any]) -> tuple[float, float]:
+    """Below/above the plotted IQM: its 95% CI, or for one run its stderr in score units."""
+    if row["seeds"] >= 2:
+        (low, high), iqm = row["iqm_ci95"], row["iqm_normalized_score"]
+        return max(iqm - low, 0.0), max(high - iqm, 0.0)
+    span = row["expert_return"] - row["random_return"]
+    half = row["return_stderr"] / abs(span) if abs(span) > 1e-8 else float("nan")
+    return half, half
+
+
+def score_figure(env_id: str, rows: list[dict[str, Any]], path: Path) -> None:
+    """Expert-normalised score (IQM over seeds) against the number of expert episodes."""
+    # Figure without pyplot: no global backend switch, no GUI, safe in threads and servers.
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(5.5, 4))
+    ax = fig.add_subplot()
+    for algo in _algos(rows):
+        mine = sorted((r for r in rows if r["algo"] == algo), key=lambda r: r["expert_episodes"])
+        bars = np.array([_error_bar(r) for r in mine]).T
+        ax.errorbar(
+            [r["expert_episodes"] for r in mine],
+            [r["iqm_normalized_score"] for r in mine],
+            yerr=bars,
+            marker="o",
+            capsize=3,
+            label=_label(algo),
+            color=COLORS.get(algo),
+        )
+    ax.axhline(1.0, ls="--", color="tab:gray", lw=1, label="expert")
+    ax.axhline(0.0, ls="--", color="black", lw=1, label="random")
+    n_values = sorted({r["expert_episodes"] for r in rows})
+    if len(n_values) > 2:
+        ax.set_xscale("log")
+    ax.set_xticks(n_values, [str(n) for n in n_values])
+    ax.set_xticks([], minor=True)
+    ax.set_xlabel("expert episodes $N_E$")
+    ax.set_ylabel("expert-normalised score (IQM, 95% CI)")
+    ax.set_title(env_id)
+    ax.legend(fontsize="small")
+    _save_figure(fig, path)
+
+
+def _mean_curve(curves: list[list[tuple[int, float]]]) -> tuple[list[int], list[float]]:
+    """Mean over runs at each step (steps a run lacks are averaged over the others)."""
+    by_step: dict[int, list[float]] = defaultdict(list)
+    for curve in curves:
+        for step, value in curve:
+            by_step[step].append(value)
+    steps = sorted(by_step)
+    return steps, [float(np.mean(by_step[s])) for s in steps]
+
+
+def _metric_curve(run_dir: Path, key: str) -> list[tuple[int, float]]:
+    path = run_dir / METRICS
+    if not path.is_file():
+        return []
+    records = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    return [(r["step"], r[key]) for r in records if key in r]
+
+
+def training_figure(env_id: str, evals: list[dict[str, Any]], path: Path) -> int:
+    """Real return per evaluated checkpoint (left) and held-out latent distance (right), per
+    method, averaged over seeds, for the largest N_E; returns that N_E."""
+    from matplotlib.figure import Figure
+
+    runs = [e for e in evals if e["env_id"] == env_id]
+    largest = max(e["expert_episodes"] for e in runs)
+    runs = [e for e in runs if e["expert_episodes"] == largest]
+    fig = Figure(figsize=(11, 4))
+    left, right = fig.subplots(1, 2)
+    for algo in _algos(runs):
+        mine = [e for e in runs if e["algo"] == algo]
+        steps, returns = _mean_curve(
+            [[(c["step"], c["return_mean"]) for c in e.get("checkpoints", [])] for e in mine]
+        )
+        left.plot(steps, returns, marker="o", label=_label(algo), color=COLORS.get(algo))
+        if algo != "bc":  # pixel BC has no latent space
+            steps, distances = _mean_curve(
+                [_metric_curve(Path(e["run_dir"]), "val/latent_distance") for e in mine]
+            )
+            right.plot(steps, distances, label=_label(algo), color=COLORS.get(algo))
+    left.axhline(
+        np.mean([e["expert_return"] for e in runs]), ls="--", color="tab:gray", lw=1, label="expert"
+    )
+    left.axhline(
+        np.mean([e["random_return"] for e in runs]), ls="--", color="black", lw=1, label="random"
+    )
+    left.set(
+        xlabel="update",
+        ylabel="return in the real env",
+        title=f"{env_id}: checkpoints ($N_E$={largest})",
+    )
+    right.set(
+        xlabel="update", ylabel="held-out latent distance", title="distance to expert latents"
+    )
+    for ax in (left, right):
+        if ax.lines:
+            ax.legend(fontsize="small")
+    if not right.lines:
+        right.text(
+            0.5, 0.5, "no world-model runs", ha="center", va="center", transform=right.transAxes
+        )
+    _save_figure(fig, path)
+    return largest
+
+
+# ----- documents: one list of blocks, two renderings ---------------------------------------------
+@dataclass
+class Heading:
+    level: int
+    text: str
+
+
+@dataclass
+class Paragraph:
+    text: str
+
+
+@dataclass
+class Table:
+    header: list[str]
+    rows: list[list[str]]
+
+
+@dataclass
+class Image:
+    caption: str
+    path: str  # relative to the report's directory
+
+
+@dataclass
+class Code:
+    text: str
+    language: str = ""
+
+
+def to_markdown(blocks: list[Any]) -> str:
+    parts = []
+    for block in blocks:
+        if isinstance(block, Heading):
+            parts.append(f"{'#' * block.level} {block.text}")
+        elif isinstance(block, Paragraph):
+            parts.append(block.text)
+        elif isinstance(block, Table):
+            lines = [block.header, ["---"] * len(block.header), *block.rows]
+            parts.append(
+                "\n".join(
+                    "| " + " | ".join(c.replace("|", "\\|") for c in line) + " |" for line in lines
+                )
+            )
+        elif isinstance(block, Image):
+            parts.append(f"![{block.caption}]({block.path})")
+        elif isinstance(block, Code):
+            parts.append(f"```{block.language}\n{block.text}\n```")
+    return "\n\n".join(parts) + "\n"
+
+
+_CSS = """
+body { font-family: system-ui, sans-serif; max-width: 1100px; margin: 2em auto; padding: 0 1em; color: #222; }
+table { border-collapse: collapse; margin: 1em 0; }
+th, td { border: 1px solid #ccc; padding: 0.3em 0.7em; text-align: right; }
+th { background: #f0f0f0; } td:first-child, th:first-child { text-align: left; }
+img { max-width: 100%; } figure { margin: 1em 0; } figcaption { color: #555; font-size: 0.9em; }
+pre { background: #f6f6f6; padding: 0.8em; overflow-x: auto; } code { background: #f6f6f6; }
+"""
+
+_MIME = {".png": "image/png", ".gif": "image/gif", ".jpg": "image/jpeg", ".jpeg": "image/jpeg"}
+
+
+def _inline(text: str) -> str:
+    """Escape for HTML, keeping Markdown's `code` spans (the only inline markup notes use)."""
+    return re.sub(r"`([^`]+)`", r"<code>\1</code>", html.escape(text))
+
+
+def to_html(blocks: list[Any], title: str, base: Path) -> str:
+    """A self-contained page: images (relative to `base`) are embedded as data URIs."""
+    parts = []
+    for block in blocks:
+        if isinstance(block, Heading):
+            parts.append(f"<h{block.level}>{_inline(block.text)}</h{block.level}>")
+        elif isinstance(block, Paragraph):
+            parts.append(f"<p>{_inline(block.text)}</p>")
+        elif isinstance(block, Table):
+            head = "".join(f"<th>{html.escape(c)}</th>" for c in block.header)
+            body = "".join(
+                "<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in row) + "</tr>"
+                for row in block.rows
+            )
+            parts.append(f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>")
+        elif isinstance(block, Image):
+            path = base / block.path
+            data = base64.b64encode(path.read_bytes()).decode("ascii")
+            mime = _MIME.get(path.suffix.lower(), "application/octet-stream")
+            caption = html.escape(block.caption)
+            parts.append(
+                f'<figure><img src="data:{mime};base64,{data}" alt="{caption}">'
+                f"<figcaption>{caption}</figcaption></figure>"
+            )
+        elif isinstance(block, Code):
+            parts.append(f"<pre><code>{html.escape(block.text)}</code></pre>")
+    return (
+        f'<!DOCTYPE html>\n<html lang="en">\n<head>\n<meta charset="utf-8">\n<title>{html.escape(title)}</title>\n'
+        f"<style>{_CSS}</style>\n</head>\n<body>\n" + "\n".join(parts) + "\n</body>\n</html>\n"
+    )
+
+
+# ----- the report ------------------------------------------------------------------------------
+def _number(value: float, digits: int) -> str:
+    return "n/a" if value is None or not math.isfinite(value) else f"{value:.{digits}f}"
+
+
+def _results_table(rows: list[dict[str, Any]]) -> Table:
+    header = ["method", "N_E", "seeds", "return ± stderr", "normalised score", "IQM [95% CI]"]
+    cells = [
+        [
+            _label(r["algo"]),
+            str(r["expert_episodes"]),
+            str(r["seeds"]),
+            f"{_number(r['return_mean'], 1)} ± {_number(r['return_stderr'], 1)}",
+            _number(r["normalized_score"], 2),
+            f"{_number(r['iqm_normalized_score'], 2)} "
+            f"[{_number(r['iqm_ci95'][0], 2)}, {_number(r['iqm_ci95'][1], 2)}]",
+        ]
+        for r in rows
+    ]
+    return Table(header, cells)
+
+
+def _run_configs(evals: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The config.json of each evaluated run that has one."""
+    paths = [Path(e["run_dir"]) / CONFIG for e in evals]
+    return [_read_json(p) for p in paths if p.is_file()]
+
+
+def _world_models(root: Path, configs: list[dict[str, Any]]) -> dict[str, Path]:
+    """env_id -> a world-model run with an open-loop GIF: one the agents used if it is still
+    there, else one found under root."""
+    used = [Path(c["world_model"]) for c in configs if c.get("world_model")]
+    below = [p.parent for p in sorted(root.rglob(CONFIG))]
+    found: dict[str, Path] = {}
+    for run in used + below:
+        config_path = run / CONFIG
+        if not (run / "diagnostics" / "open_loop.gif").is_file() or not config_path.is_file():
+            continue
+        config = _read_json(config_path)
+        if config.get("kind") == "world_model":
+            found.setdefault(config["env"]["env_id"], run)
+    return found
+
+
+def _shown(path: Path, root: Path) -> str:
+    """`path` relative to the report when it lies below it (the report may move)."""
+    try:
+        return str(path.resolve().relative_to(root.resolve()))
+    except ValueError:
+        return str(path)
+
+
+def _figure_file(source: Path, caption: str, figures: Path) -> str:
+    """`source` as a file in figures/ (copied there unless it is there already), relative to
+    the report."""
+    if not source.is_file():
+        raise DittoError(f"{source}: no such GIF (for {caption!r})")
+    if source.resolve().parent != figures.resolve():
+        target = figures / f"{_slug(caption)}{source.suffix or '.gif'}"
+        _copy(source, target)
+        source = target
+    return f"{FIGURES}/{source.name}"
+
+
+def _copy(source: Path, target: Path) -> None:
+    # Through atomic_write_bytes, so that a reader never sees half a GIF.
+    atomic_write_bytes(target, Path(source).read_bytes())
+
+
+def write_report(
+    root: Path,
+    *,
+    title: str = "ditto results",
+    notes: list[str] | None = None,
+    extra_gifs: dict[str, Path] | None = None,
+    config: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """Write results.json, figures/, report.md and report.html into `root` (see the module doc)."""
+    root = Path(root)
+    evals = collect_results(root)
+    if not evals:
+        raise DittoError(
+            f"{root}: no evaluated runs (eval.json) found; run `ditto evaluate RUN --save` or `ditto sweep` first"
+        )
+    rows = summarize(evals)
+    atomic_write_json(root / "results.json", rows)
+    configs = _run_configs(evals)
+    world_models = _world_models(root, configs)
+
+    blocks: list[Any] = [Heading(1, title)]
+    for env_id in sorted({r["env_id"] for r in rows}):
+        env_rows = [r for r in rows if r["env_id"] == env_id]
+        blocks += _env_blocks(root, env_id, env_rows, evals, world_models.get(env_id))
+    if extra_gifs:
+        blocks.append(Heading(2, "Episodes"))
+        for caption, source in extra_gifs.items():
+            blocks.append(Image(caption, _figure_file(Path(source), caption, root / FIGURES)))
+    if notes:
+        blocks += [Heading(2, "Notes"), *(Paragraph(note) for note in notes)]
+    blocks += _configuration(config, configs)
+
+    report, page = root / "report.md", root / "report.html"
+    atomic_write_bytes(report, to_markdown(blocks).encode())
+    atomic_write_bytes(page, to_html(blocks, title, root).encode())
+    return {"results": rows, "report": report, "html": page}
+
+
+def _env_blocks(
+    root: Path,
+    env_id: str,
+    rows: list[dict[str, Any]],
+    evals: list[dict[str, Any]],
+    world_model: Path | None,
+) -> list[Any]:
+    """One env's section: returns, the table, its two figures and the world model's GIF."""
+    slug, figures = _slug(env_id), root / FIGURES
+    expert = _number(np.mean([r["expert_return"] for r in rows]), 1)
+    random = _number(np.mean([r["random_return"] for r in rows]), 1)
+    score_png, training_png = f"score_vs_expert_episodes_{slug}.png", f"training_{slug}.png"
+    score_figure(env_id, rows, figures / score_png)
+    largest = training_figure(env_id, evals, figures / training_png)
+    blocks = [
+        Heading(2, env_id),
+        Paragraph(
+            f"Expert return {expert}, random-policy return {random} (normalised scores 1 and 0). "
+            "Return ± standard error over all evaluation episodes of all seeds; IQM of the seeds' "
+            "normalised scores with a 95% bootstrap interval."
+        ),
+        _results_table(rows),
+        Image(f"{env_id}: expert-normalised score vs expert episodes", f"{FIGURES}/{score_png}"),
+        Image(
+            f"{env_id}, N_E = {largest}: real return of the evaluated checkpoints; "
+            "held-out latent distance",
+            f"{FIGURES}/{training_png}",
+        ),
+    ]
+    if world_model is not None:
+        gif = f"{FIGURES}/open_loop_{slug}.gif"
+        _copy(world_model / "diagnostics" / "open_loop.gif", root / gif)
+        caption = (
+            f"{env_id} world model ({_shown(world_model, root)}): real frames (left) beside the "
+            "model (right): reconstructions, then open-loop imagination (red border)"
+        )
+        blocks.append(Image(caption, gif))
+    return blocks
+
+
+def _configuration(config: dict[str, Any] | None, run_configs: list[dict[str, Any]]) -> list[Any]:
+    blocks: list[Any] = []
+    if config is not None:
+        blocks += [
+            Paragraph("The experiment's configuration:"),
+            Code(json.dumps(config, indent=2, default=str), "json"),
+        ]
+    versions = next((c["versions"] for c in run_configs if "versions" in c), None)
+    if versions is not None:
+        blocks += [
+            Paragraph("Versions (from a run's config.json):"),
+            Code(json.dumps(versions, indent=2), "json"),
+        ]
+    return [Heading(2, "Configuration"), *blocks] if blocks else []

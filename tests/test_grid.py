@@ -1,0 +1,81 @@
+"""Experiment grids: YAML checking, every stage end to end on the debug presets, cached cells."""
+
+from pathlib import Path
+
+import pytest
+
+from ditto.cli import main
+from ditto.data import Dataset
+from ditto.errors import ConfigError
+from ditto.experiments.grid import grid_from_dict, load_grid, run_grid
+from ditto.runs import EVAL
+
+TINY = {
+    "envs": [
+        {
+            "env": "CartPole-v1",
+            "expert": "scripted",
+            "expert_episodes": 2,
+            "noisy_episodes": 1,
+            "random_episodes": 1,
+        }
+    ],
+    "presets": ["debug"],
+    "algos": ["ditto", "bc"],
+    "expert_episodes": [1],
+    "seeds": [0],
+    "world_model": {"steps": 6},
+    "agent": {"steps": 4, "checkpoint_every": 2},
+    "evaluation": {"checkpoints": 1, "episodes": 1, "num_envs": 1},
+}
+
+
+def test_grid_runs_every_stage_and_skips_finished_cells(tmp_path):
+    grid = grid_from_dict(TINY)
+    results = run_grid(grid, tmp_path / "sweep", device="cpu", jobs=1)
+    assert sorted(r["algo"] for r in results) == ["bc", "ditto"]
+    root = tmp_path / "sweep" / "CartPole-v1"
+    assert len(Dataset(root / "data" / "expert")) == 2
+    assert (root / "debug" / "world_model" / "checkpoint.safetensors").is_file()
+    scored = root / "debug" / "agents" / "ditto-ne1-seed0" / EVAL
+    first = scored.stat().st_mtime_ns
+    again = run_grid(grid, tmp_path / "sweep", device="cpu", jobs=1)
+    assert scored.stat().st_mtime_ns == first  # cached, not re-scored
+    assert {r["return_mean"] for r in again} == {r["return_mean"] for r in results}
+
+
+def test_a_different_grid_in_the_same_directory_is_refused(tmp_path):
+    run_grid(grid_from_dict({**TINY, "algos": ["bc"]}), tmp_path / "s", device="cpu", jobs=1)
+    with pytest.raises(ConfigError, match="different grid"):
+        run_grid(grid_from_dict({**TINY, "algos": ["dbc"]}), tmp_path / "s", device="cpu", jobs=1)
+
+
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        ({"algos": ["ppo"]}, "unknown algo 'ppo'"),
+        ({"presets": ["huge"]}, "unknown preset 'huge'"),
+        ({"expert_episodes": [2]}, "collects 2 expert episodes but N_E goes up to 2"),
+        ({"agent": {"step": 3}}, "step"),
+        ({"colour": "blue"}, "unknown keys \\['colour'\\]"),
+        ({"envs": []}, "at least one env"),
+    ],
+)
+def test_bad_grids_fail_early_with_one_line(change, message):
+    with pytest.raises(ConfigError, match=message):
+        grid_from_dict({**TINY, **change})
+
+
+def test_yaml_grid_files(tmp_path, capsys):
+    path = tmp_path / "grid.yaml"
+    path.write_text("envs: [CartPole-v1]\nalgos: [dbc]\nexpert_episodes: [4]\nseeds: [0, 1]\n")
+    grid = load_grid(path)
+    assert grid.envs[0].env == "CartPole-v1" and grid.seeds == (0, 1)
+    path.write_text("envs: [CartPole-v1\n")
+    assert main(["sweep", str(path), "--out", str(tmp_path / "out")]) == 2
+    assert "not valid YAML" in capsys.readouterr().err
+
+
+def test_shipped_configs_are_valid():
+    for name in ("small", "paper"):
+        load_grid(Path(__file__).parents[1] / "configs" / f"{name}.yaml")
