@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from ditto.envs import ale_game_name, env_spec, make_env, make_vector_env
+from ditto.envs import ale_game_name, env_spec, make_env, make_vector_env, to_frame
 from ditto.errors import EnvError
 
 
@@ -116,3 +116,25 @@ def test_env_that_cannot_render_is_rejected():
             make_env("NoRender-v0")
     finally:
         del gym.registry["NoRender-v0"]
+
+
+def test_cartpole_frames_show_the_pole_tilt_and_the_cart_position():
+    from ditto.envs.cartpole import render_cartpole
+
+    def dark_columns(state, rows):
+        gray = render_cartpole(np.array(state, dtype=float)).mean(-1)
+        return np.flatnonzero((gray[rows] < 200).any(0)).mean()
+
+    upright, tilted = (
+        dark_columns([0, 0, 0.0, 0], slice(0, 20)),
+        dark_columns([0, 0, 0.05, 0], slice(0, 20)),
+    )
+    assert tilted - upright > 1.0  # the tip moves more than a pixel for a 0.05 rad tilt
+    assert (
+        dark_columns([-1.0, 0, 0, 0], slice(53, 55))
+        < dark_columns([1.0, 0, 0, 0], slice(53, 55)) - 10
+    )
+    env = make_env("CartPole-v1", seed=0)
+    frame, _ = env.reset(seed=0)
+    state = env.get_wrapper_attr("state")
+    assert np.array_equal(frame, to_frame(render_cartpole(state)))

@@ -1,5 +1,6 @@
 """Experiment grids: YAML checking, every stage end to end on the debug presets, cached cells."""
 
+import json
 from pathlib import Path
 
 import pytest
@@ -7,6 +8,7 @@ import pytest
 from ditto.cli import main
 from ditto.data import Dataset
 from ditto.errors import ConfigError
+from ditto.experiments.demo import DEMOS, demo_plan, run_demo
 from ditto.experiments.grid import grid_from_dict, load_grid, run_grid
 from ditto.runs import EVAL
 
@@ -79,3 +81,32 @@ def test_yaml_grid_files(tmp_path, capsys):
 def test_shipped_configs_are_valid():
     for name in ("small", "paper"):
         load_grid(Path(__file__).parents[1] / "configs" / f"{name}.yaml")
+
+
+def test_demo_writes_the_report_and_results(tmp_path, monkeypatch):
+    monkeypatch.setitem(DEMOS, "CartPole-v1", {"budget": "seconds", "grid": TINY})
+    run_demo("CartPole-v1", tmp_path / "demo", device="cpu", jobs=1)
+    results = json.loads((tmp_path / "demo" / "results.json").read_text())
+    assert sorted(r["algo"] for r in results) == ["bc", "ditto"]
+    for row in results:
+        assert {
+            "algo",
+            "expert_episodes",
+            "return_mean",
+            "return_stderr",
+            "normalized_score",
+            "seeds",
+        } <= set(row)
+    report = (tmp_path / "demo" / "report.md").read_text()
+    assert "agent_ditto.gif" in report and "DITTO" in report
+    assert "data:image/gif;base64," in (tmp_path / "demo" / "report.html").read_text()
+
+
+def test_demo_needs_an_expert_for_envs_without_a_plan():
+    with pytest.raises(ConfigError, match="--expert"):
+        demo_plan("LunarLander-v3")
+    env = demo_plan("LunarLander-v3", "random")["grid"]["envs"][0]
+    assert (env["env"], env["expert"]) == ("LunarLander-v3", "random")
+    assert (
+        DEMOS["CartPole-v1"]["grid"]["envs"][0]["env"] == "CartPole-v1"
+    )  # the template is not changed

@@ -433,6 +433,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--env", default="CartPole-v1", help="an env with a demo plan (default CartPole-v1)"
     )
     p.add_argument("--out", default="runs/demo", help="output directory (default runs/demo)")
+    p.add_argument("--expert", default=None, help=f"{EXPERT_HELP} (default: the plan's, scripted)")
     p.add_argument("--device", default="auto")
     p.add_argument(
         "--jobs", type=int, default=None, help="agent runs in parallel (default: CPU cores, max 4)"
@@ -499,7 +500,7 @@ def build_parser() -> argparse.ArgumentParser:
 def _cmd_demo(args: argparse.Namespace) -> None:
     from ditto.experiments.demo import run_demo
 
-    report = run_demo(args.env, args.out, device=args.device, jobs=args.jobs)
+    report = run_demo(args.env, args.out, expert=args.expert, device=args.device, jobs=args.jobs)
     print(f"report: {report['report']} and {report['html']}")
 
 

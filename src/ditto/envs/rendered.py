@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import gymnasium as gym
 import numpy as np
 
+from ditto.envs.cartpole import render_cartpole
 from ditto.envs.pixels import FRAME_SIZE, to_frame
 from ditto.specs import ActionSpec, EnvSpec, SpecError
 
@@ -26,18 +29,15 @@ def action_spec_of(space: gym.Space) -> ActionSpec:
     )
 
 
-# The part of an env's rendering a frame shows, as (top, bottom, left, right)
-# pixel bounds; envs not listed show the whole rendering. CartPole's 400x600
-# render keeps the pole in a band and its 1-m pole is 125 px of a 600-px track:
-# resized whole to 64x64, the expert's typical tilt (0.007 rad) moves the
-# pole's tip 0.1 px. The view keeps the track band (rows 160-320) and cart
-# positions |x| <= 1.6 (columns 100-500; the scripted expert stays within
-# 1.2, episodes end at 2.4), which makes the same tilt about 3x as visible.
-VIEWS: dict[str, tuple[int, int, int, int]] = {"CartPole-v1": (160, 320, 100, 500)}
+# Envs drawn by ditto for a small camera instead of by their own render (see cartpole.py).
+RENDERERS: dict[str, Callable[[np.ndarray, int], np.ndarray]] = {"CartPole-v1": render_cartpole}
 
 
 class RenderedPixels(gym.ObservationWrapper):
-    """Replaces the observation by the env's rendering (its VIEWS part), resized to (C, size, size).
+    """Replaces the observation by the env's rendering, resized to (C, size, size).
+
+    `renderer(state, size)`, when given, draws the frame from the env's state
+    instead of env.render().
 
     `state` holds the env's own observation (a state vector): experts that act
     on state, such as the scripted CartPole controller or an SB3 MLP policy,
@@ -49,10 +49,10 @@ class RenderedPixels(gym.ObservationWrapper):
         env: gym.Env,
         size: int = FRAME_SIZE,
         grayscale: bool = True,
-        view: tuple[int, int, int, int] | None = None,
+        renderer: Callable[[np.ndarray, int], np.ndarray] | None = None,
     ):
         super().__init__(env)
-        self.size, self.grayscale, self.view = size, grayscale, view
+        self.size, self.grayscale, self.renderer = size, grayscale, renderer
         self.observation_space = gym.spaces.Box(
             0, 255, (1 if grayscale else 3, size, size), np.uint8
         )
@@ -60,10 +60,9 @@ class RenderedPixels(gym.ObservationWrapper):
 
     def observation(self, observation):
         self.state = observation
-        image = self.env.render()
-        if self.view is not None:
-            top, bottom, left, right = self.view
-            image = image[top:bottom, left:right]
+        image = (
+            self.env.render() if self.renderer is None else self.renderer(observation, self.size)
+        )
         return to_frame(image, self.size, self.grayscale)
 
 
@@ -73,6 +72,6 @@ def make_rendered(
     base = gym.make(
         env_id, render_mode="rgb_array", max_episode_steps=max_episode_steps, **env_kwargs
     )
-    env = RenderedPixels(base, size, grayscale, VIEWS.get(env_id))
+    env = RenderedPixels(base, size, grayscale, RENDERERS.get(env_id))
     env.ditto_spec = EnvSpec(env_id, env.observation_space.shape, action_spec_of(base.action_space))
     return env

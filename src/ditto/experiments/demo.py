@@ -9,6 +9,7 @@ re-run reuses finished work and an interrupted demo resumes.
 
 from __future__ import annotations
 
+import copy
 import time
 from pathlib import Path
 from typing import Any
@@ -76,23 +77,38 @@ class _Stages:
         print(f"\n[{time.strftime('%H:%M:%S')}] stage {self.done}/{self.total}: {text}", flush=True)
 
 
+def demo_plan(env: str, expert: str | None = None) -> dict[str, Any]:
+    """The demo plan for `env`: a built-in one, or CartPole's grid for any other env (budget unmeasured)."""
+    if env in DEMOS:
+        plan = copy.deepcopy(DEMOS[env])
+    elif expert is None:
+        raise ConfigError(
+            f"no built-in demo plan for {env!r} (built in: {', '.join(DEMOS)}); "
+            "name its expert, e.g. --expert sb3:experts/walker.zip or --expert zoo:FOLDER"
+        )
+    else:
+        plan = copy.deepcopy(DEMOS["CartPole-v1"])
+        plan["budget"] = "not measured for this env"
+        plan["grid"]["envs"][0]["env"] = env
+    if expert is not None:
+        plan["grid"]["envs"][0]["expert"] = expert
+    return plan
+
+
 def run_demo(
     env: str = "CartPole-v1",
     out: str | Path = "runs/demo",
     *,
+    expert: str | None = None,
     device: str = "auto",
     jobs: int | None = None,
-):
+) -> dict[str, Any]:
     """Run (or resume) the demo for `env` into `out`; returns write_report's summary."""
     from ditto.evaluation.record import record_episode
     from ditto.experiments.report import write_report
 
-    if env not in DEMOS:
-        raise ConfigError(
-            f"no demo plan for {env!r}; demos exist for {', '.join(DEMOS)} (or write a grid for `ditto sweep`)"
-        )
     out = Path(out)
-    plan = DEMOS[env]
+    plan = demo_plan(env, expert)
     grid = grid_from_dict(plan["grid"])
     print(f"ditto demo on {env} into {out} (budget: {plan['budget']})")
     started = time.perf_counter()
@@ -111,7 +127,7 @@ def run_demo(
     minutes = (time.perf_counter() - started) / 60
     notes = [
         f"Budget: {plan['budget']}. This run took {minutes:.1f} minutes (cached stages count as zero).",
-        "Scale: the `small` presets, a fraction of the paper's model sizes and training steps; "
+        f"Scale: the `{grid.presets[0]}` presets, a fraction of the paper's model sizes and training steps; "
         f"the protocol scores the last {grid.evaluation.checkpoints} snapshots x "
         f"{grid.evaluation.episodes} episodes (the paper: 10 x 20).",
     ]
