@@ -46,10 +46,24 @@ def test_grid_runs_every_stage_and_skips_finished_cells(tmp_path):
     assert {r["return_mean"] for r in again} == {r["return_mean"] for r in results}
 
 
-def test_a_different_grid_in_the_same_directory_is_refused(tmp_path):
+def test_a_grid_may_grow_but_not_change_its_settings(tmp_path):
     run_grid(grid_from_dict({**TINY, "algos": ["bc"]}), tmp_path / "s", device="cpu", jobs=1)
-    with pytest.raises(ConfigError, match="different grid"):
-        run_grid(grid_from_dict({**TINY, "algos": ["dbc"]}), tmp_path / "s", device="cpu", jobs=1)
+    grown = run_grid(
+        grid_from_dict({**TINY, "algos": ["bc", "dbc"]}), tmp_path / "s", device="cpu", jobs=1
+    )
+    assert sorted(r["algo"] for r in grown) == ["bc", "dbc"]
+    changed = {**TINY, "agent": {**TINY["agent"], "steps": 6}}
+    with pytest.raises(ConfigError, match="other settings .*agent: .*'steps': 4.* -> .*'steps': 6"):
+        run_grid(grid_from_dict(changed), tmp_path / "s", device="cpu", jobs=1)
+
+
+def test_parallel_cells_and_rescoring_under_new_evaluation_settings(tmp_path):
+    results = run_grid(grid_from_dict(TINY), tmp_path / "p", device="cpu", jobs=2)
+    assert sorted(r["algo"] for r in results) == ["bc", "ditto"]
+    assert {r["protocol"]["episodes"] for r in results} == {1}
+    more = {**TINY, "evaluation": {**TINY["evaluation"], "episodes": 2}}
+    rescored = run_grid(grid_from_dict(more), tmp_path / "p", device="cpu", jobs=1)
+    assert {r["episodes"] for r in rescored} == {2}
 
 
 @pytest.mark.parametrize(
@@ -61,6 +75,9 @@ def test_a_different_grid_in_the_same_directory_is_refused(tmp_path):
         ({"agent": {"step": 3}}, "step"),
         ({"colour": "blue"}, "unknown keys \\['colour'\\]"),
         ({"envs": []}, "at least one env"),
+        ({"seeds": []}, "seeds must be a non-empty list"),
+        ({"agent": {"lr": "1e-3"}}, "lr must be float, got '1e-3' \\(YAML reads 1e-3 as text"),
+        ({"evaluation": {"checkpoints": 11}}, "more than the 2 snapshots"),
     ],
 )
 def test_bad_grids_fail_early_with_one_line(change, message):

@@ -109,7 +109,22 @@ def _from_preset(presets: dict[str, Any], preset: str, overrides: dict[str, Any]
     unknown = sorted(set(overrides) - {f.name for f in fields(base)})
     if unknown:
         raise ConfigError(f"unknown {type(base).__name__} settings {unknown}")
-    return replace(base, **{k: v for k, v in overrides.items() if v is not None})
+    return replace(base, **{k: _typed(base, k, v) for k, v in overrides.items() if v is not None})
+
+
+def _typed(base: Any, name: str, value: Any) -> Any:
+    """`value` as the type of the preset's `name` (an int where a float goes is fine)."""
+    expected = type(getattr(base, name))
+    if expected is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if not isinstance(value, expected) or (expected is int and isinstance(value, bool)):
+        hint = (
+            " (YAML reads 1e-3 as text; write 1.0e-3)"
+            if isinstance(value, str) and expected is float
+            else ""
+        )
+        raise ConfigError(f"{name} must be {expected.__name__}, got {value!r}{hint}")
+    return value
 
 
 def world_model_config(preset: str = "small", **overrides: Any) -> WorldModelConfig:

@@ -19,6 +19,7 @@ import torch
 import ditto
 from ditto.checkpoint import Checkpoint
 from ditto.errors import DittoError
+from ditto.io import atomic_write_bytes
 
 CHECKPOINT = "checkpoint.safetensors"
 CONFIG = "config.json"
@@ -48,19 +49,28 @@ def versions() -> dict[str, str]:
     }
 
 
+def read_metrics(path: Path) -> list[dict[str, Any]]:
+    """The records of a metrics.jsonl, up to a line cut short by a kill mid-write."""
+    if not path.is_file():
+        return []
+    records = []
+    for line in path.read_text().splitlines():
+        try:
+            records.append(json.loads(line))
+        except json.JSONDecodeError:
+            break
+    return records
+
+
 class MetricsLog:
     """metrics.jsonl plus TensorBoard. Resuming at `step` forgets lines written after it
     (they are written again), so a resumed run's log equals an uninterrupted one's."""
 
     def __init__(self, out: Path, resume_step: int | None = None):
         self.path, self.out = out / METRICS, out
-        lines = (
-            self.path.read_text().splitlines()
-            if resume_step is not None and self.path.exists()
-            else []
-        )
-        kept = [line for line in lines if line and json.loads(line)["step"] <= (resume_step or 0)]
-        self.path.write_text("".join(line + "\n" for line in kept))
+        records = read_metrics(self.path) if resume_step is not None else []
+        kept = [r for r in records if r["step"] <= (resume_step or 0)]
+        atomic_write_bytes(self.path, "".join(json.dumps(r) + "\n" for r in kept).encode())
         self._tensorboard = None
 
     def write(self, record: dict[str, Any]) -> None:

@@ -10,6 +10,7 @@ comes from the rliable library. Evaluation only reads the run directory.
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -112,14 +113,10 @@ def evaluate_run(
     saved = read_config(run)
     config = AgentConfig.from_json(saved["agent"])
     spec = EnvSpec.from_json(saved["env"])
-    episodes = episodes or config.eval_episodes
+    protocol = resolve_protocol(config, checkpoints=checkpoints, episodes=episodes, greedy=greedy)
+    episodes, greedy = protocol["episodes"], protocol["greedy"]
     num_envs = num_envs or config.eval_envs
-    greedy = config.greedy if greedy is None else greedy
-    snapshots = sorted((run / SNAPSHOTS).glob("step_*.safetensors"))[
-        -(checkpoints or config.keep_checkpoints) :
-    ]
-    if not snapshots:
-        raise DittoError(f"{run}: no policy snapshots in {run / SNAPSHOTS}; train the run first")
+    snapshots = policy_snapshots(run)[-protocol["checkpoints"] :]
     load = agent_loader(saved, resolve_device(device), greedy)
     per_checkpoint, all_returns = [], []
     for index, snapshot in enumerate(
@@ -146,9 +143,7 @@ def evaluate_run(
         "expert_episodes": config.expert_episodes,
         "seed": config.seed,
         "return_mean": float(returns.mean()),
-        "return_stderr": float(returns.std(ddof=1) / np.sqrt(len(returns)))
-        if len(returns) > 1
-        else 0.0,
+        "return_stderr": standard_error(returns),
         "normalized_score": normalized_score(float(returns.mean()), expert, rand),
         "expert_return": expert,
         "random_return": rand,
@@ -156,7 +151,32 @@ def evaluate_run(
         "returns": returns.tolist(),
         "checkpoints": per_checkpoint,
         "greedy": greedy,
+        "protocol": protocol,
     }
+
+
+def resolve_protocol(
+    config: AgentConfig, *, checkpoints: int | None, episodes: int | None, greedy: bool | None
+) -> dict[str, Any]:
+    """The evaluation settings, the run's own config filling in what is not given."""
+    return {
+        "checkpoints": checkpoints or config.keep_checkpoints,
+        "episodes": episodes or config.eval_episodes,
+        "greedy": config.greedy if greedy is None else greedy,
+    }
+
+
+def policy_snapshots(run: Path) -> list[Path]:
+    """The run's policy snapshots, oldest first (what evaluation scores)."""
+    snapshots = sorted((run / SNAPSHOTS).glob("step_*.safetensors"))
+    if not snapshots:
+        raise DittoError(f"{run}: no policy snapshots in {run / SNAPSHOTS}; train the run first")
+    return snapshots
+
+
+def standard_error(values: np.ndarray) -> float:
+    values = np.asarray(values, dtype=float)
+    return float(values.std(ddof=1) / np.sqrt(len(values))) if len(values) > 1 else 0.0
 
 
 def normalized_score(agent: float, expert: float, random: float) -> float:
@@ -172,9 +192,19 @@ def aggregate(results: list[dict[str, Any]], reps: int = 2000) -> dict[str, Any]
     from rliable import metrics
 
     scores = np.array([[r["normalized_score"]] for r in results])  # (runs, tasks=1)
-    point, interval = rly.get_interval_estimates(
-        {"agent": scores}, lambda x: np.array([metrics.aggregate_iqm(x)]), reps=reps
-    )
+    if len(results) == 1:  # no interval from one run
+        point, interval = {"agent": scores[0]}, {"agent": np.array([scores[0], scores[0]])}
+    else:
+        with (
+            warnings.catch_warnings()
+        ):  # rliable hands random_state on to arch, which deprecates it
+            warnings.simplefilter("ignore", FutureWarning)
+            point, interval = rly.get_interval_estimates(
+                {"agent": scores},
+                lambda x: np.array([metrics.aggregate_iqm(x)]),
+                reps=reps,
+                random_state=np.random.RandomState(0),  # the same interval every time
+            )
     return {
         "runs": len(results),
         "iqm_normalized_score": float(point["agent"][0]),

@@ -9,13 +9,12 @@ import numpy as np
 import torch
 from PIL import Image
 
-from ditto.agents.trainer import SNAPSHOTS
 from ditto.checkpoint import load_checkpoint
 from ditto.config import AgentConfig
 from ditto.device import resolve_device
 from ditto.envs import make_env
 from ditto.errors import DittoError
-from ditto.evaluation.protocol import agent_loader
+from ditto.evaluation.protocol import agent_loader, policy_snapshots
 from ditto.io import atomic_write_bytes
 from ditto.runs import CONFIG, read_config
 from ditto.specs import EnvSpec
@@ -39,10 +38,8 @@ def record_episode(
     saved = read_config(run)
     spec = EnvSpec.from_json(saved["env"])
     greedy = AgentConfig.from_json(saved["agent"]).greedy if greedy is None else greedy
-    snapshots = sorted((run / SNAPSHOTS).glob("step_*.safetensors"))
-    if not snapshots:
-        raise DittoError(f"{run}: no policy snapshots in {run / SNAPSHOTS}; train the run first")
-    agent = agent_loader(saved, resolve_device(device), greedy)(load_checkpoint(snapshots[-1]))
+    newest = policy_snapshots(run)[-1]
+    agent = agent_loader(saved, resolve_device(device), greedy)(load_checkpoint(newest))
     torch.manual_seed(seed)  # the policy samples actions (and latents)
     frames, total = _play(agent, spec, seed, max_steps)
     _write_gif(out_gif, frames, scale)

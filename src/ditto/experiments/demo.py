@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from ditto.errors import ConfigError
-from ditto.experiments.grid import cell_name, env_slug, grid_from_dict, run_grid
+from ditto.experiments.grid import cell_dir, grid_from_dict, run_grid
 
 # Each plan: the grid, and the budget it was sized for (measured; see benchmarks/RESULTS.md).
 DEMOS: dict[str, dict[str, Any]] = {
@@ -131,13 +131,12 @@ def run_demo(
     run_grid(grid, out, device=device, jobs=jobs, stage=stage)
     stage("write the report, with GIFs of the agents playing")
     preset, largest = grid.presets[0], max(grid.expert_episodes)
-    agents = out / env_slug(env) / preset / "agents"
     gifs = {}
     for algo in ("ditto", "bc"):
-        run = agents / cell_name(algo, largest, grid.seeds[0])
+        run = cell_dir(out, env, preset, algo, largest, grid.seeds[0])
         if run.is_dir():
             gif = out / "figures" / f"agent_{algo}.gif"
-            episode_return = record_episode(run, gif, seed=0)
+            episode_return = record_episode(run, gif, seed=0, device=device)
             gifs[f"{algo} (N_E={largest}) playing {env}, return {episode_return:.0f}"] = gif
     minutes = (time.perf_counter() - started) / 60
     evaluation = grid.evaluation

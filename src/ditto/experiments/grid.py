@@ -20,9 +20,10 @@ from __future__ import annotations
 import json
 import multiprocessing
 import os
+import signal
 import time
 from collections.abc import Callable
-from concurrent.futures import ProcessPoolExecutor, as_completed
+from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -30,7 +31,7 @@ from typing import Any
 from tqdm.auto import tqdm
 
 from ditto.config import AGENT_PRESETS, ALGOS, WORLD_MODEL_PRESETS, agent_config, world_model_config
-from ditto.errors import ConfigError
+from ditto.errors import ConfigError, DittoError
 from ditto.io import atomic_write_json
 from ditto.runs import EVAL
 
@@ -51,10 +52,12 @@ class EnvPlan:
 
 @dataclass(frozen=True)
 class Evaluation:
-    checkpoints: int = 10  # the protocol: the last 10 snapshots x 20 episodes
-    episodes: int = 20
-    num_envs: int = 8
-    greedy: bool = False
+    """Evaluation settings; None takes the agent config's (the protocol: last 10 snapshots x 20 episodes)."""
+
+    checkpoints: int | None = None
+    episodes: int | None = None
+    num_envs: int | None = None
+    greedy: bool | None = None
 
 
 @dataclass(frozen=True)
@@ -89,16 +92,35 @@ def grid_from_dict(data: dict[str, Any]) -> Grid:
     if not data.get("envs"):
         raise ConfigError("grid: name at least one env under `envs`")
     envs = tuple(
-        EnvPlan(**_checked(EnvPlan, {"env": e} if isinstance(e, str) else e, f"envs[{i}]"))
+        EnvPlan(
+            **_mappings(_checked(EnvPlan, {"env": e} if isinstance(e, str) else e, f"envs[{i}]"))
+        )
         for i, e in enumerate(data.pop("envs"))
     )
-    evaluation = Evaluation(**_checked(Evaluation, data.pop("evaluation", {}), "evaluation"))
-    lists = {
-        k: tuple(data.pop(k)) for k in ("presets", "algos", "expert_episodes", "seeds") if k in data
-    }
-    grid = Grid(envs=envs, evaluation=evaluation, **lists, **data)
+    evaluation = Evaluation(
+        **_checked(Evaluation, data.pop("evaluation", None) or {}, "evaluation")
+    )
+    lists = {}
+    for key in ("presets", "algos", "expert_episodes", "seeds"):
+        if key in data:
+            value = data.pop(key)
+            if not isinstance(value, list) or not value:
+                raise ConfigError(f"grid: {key} must be a non-empty list, got {value!r}")
+            lists[key] = tuple(value)
+    grid = Grid(envs=envs, evaluation=evaluation, **lists, **_mappings(data))
     _validate(grid)
     return grid
+
+
+def _mappings(data: dict[str, Any]) -> dict[str, Any]:
+    """Override sections (world_model, agent, agent_by_algo) as dicts; an empty YAML section is {}."""
+    out = dict(data)
+    for key in ("world_model", "agent", "agent_by_algo"):
+        if key in out:
+            out[key] = out[key] or {}
+            if not isinstance(out[key], dict):
+                raise ConfigError(f"grid: {key} must be a mapping of settings, got {out[key]!r}")
+    return out
 
 
 def _validate(grid: Grid) -> None:
@@ -117,9 +139,16 @@ def _validate(grid: Grid) -> None:
                 f"{max(grid.expert_episodes)}; collect more (validation needs episodes beyond N_E)"
             )
         for preset in grid.presets:  # fail now, not hours in, on a bad override
-            world_model_config(preset, **{**grid.world_model, **plan.world_model})
+            _world_model_config(grid, plan, preset)
             for algo in grid.algos:
-                _agent_config(grid, plan, preset, algo, grid.expert_episodes[0], grid.seeds[0])
+                config = _agent_config(
+                    grid, plan, preset, algo, grid.expert_episodes[0], grid.seeds[0]
+                )
+                if (grid.evaluation.checkpoints or 0) > config.keep_checkpoints:
+                    raise ConfigError(
+                        f"grid: evaluation.checkpoints {grid.evaluation.checkpoints} is more than the "
+                        f"{config.keep_checkpoints} snapshots {algo} keeps (agent: keep_checkpoints)"
+                    )
 
 
 def load_grid(path: str | Path) -> Grid:
@@ -139,8 +168,17 @@ def env_slug(env_id: str) -> str:
     return env_id.replace("/", "_")
 
 
-def cell_name(algo: str, expert_episodes: int, seed: int) -> str:
-    return f"{algo}-ne{expert_episodes}-seed{seed}"
+def cell_dir(
+    out: Path, env_id: str, preset: str, algo: str, expert_episodes: int, seed: int
+) -> Path:
+    """Where a grid keeps one agent run (see the module doc)."""
+    return (
+        Path(out) / env_slug(env_id) / preset / "agents" / f"{algo}-ne{expert_episodes}-seed{seed}"
+    )
+
+
+def _world_model_config(grid: Grid, plan: EnvPlan, preset: str):
+    return world_model_config(preset, **{**grid.world_model, **plan.world_model})
 
 
 def _agent_config(
@@ -182,7 +220,7 @@ def train_model(
 ):
     from ditto.world_model.trainer import train_world_model
 
-    config = world_model_config(preset, **{**grid.world_model, **plan.world_model})
+    config = _world_model_config(grid, plan, preset)
     return train_world_model(data, out, config, device=device, resume=True, progress=progress)
 
 
@@ -199,7 +237,8 @@ class Cell:
 
 
 def run_cell(cell: Cell, progress: bool = False, threads: int | None = None) -> dict[str, Any]:
-    """Train the cell's agent (resuming) and score it; the score is cached in eval.json."""
+    """Train the cell's agent (resuming) and score it; the score is kept in eval.json and
+    reused while it was made under the same evaluation settings."""
     import torch
 
     from ditto.agents.trainer import train_agent
@@ -209,8 +248,9 @@ def run_cell(cell: Cell, progress: bool = False, threads: int | None = None) -> 
     if threads:
         torch.set_num_threads(threads)
     out = Path(cell.out)
-    if (out / EVAL).is_file():
-        return json.loads((out / EVAL).read_text())
+    scored = finished(cell)
+    if scored is not None:
+        return scored
     config = AgentConfig.from_json(cell.config)
     world_model = None if config.algo == "bc" else cell.world_model
     train_agent(
@@ -227,7 +267,26 @@ def run_cell(cell: Cell, progress: bool = False, threads: int | None = None) -> 
     return result
 
 
-def plan_cells(grid: Grid, plan: EnvPlan, preset: str, root: Path, device: str) -> list[Cell]:
+def finished(cell: Cell) -> dict[str, Any] | None:
+    """The cell's saved score if it was made under the cell's evaluation settings, else None."""
+    from ditto.config import AgentConfig
+    from ditto.evaluation.protocol import resolve_protocol
+
+    path = Path(cell.out) / EVAL
+    if not path.is_file():
+        return None
+    scored = json.loads(path.read_text())
+    wanted = resolve_protocol(
+        AgentConfig.from_json(cell.config),
+        checkpoints=cell.evaluation["checkpoints"],
+        episodes=cell.evaluation["episodes"],
+        greedy=cell.evaluation["greedy"],
+    )
+    return scored if scored.get("protocol") == wanted else None
+
+
+def plan_cells(grid: Grid, plan: EnvPlan, preset: str, out: Path, device: str) -> list[Cell]:
+    root = out / env_slug(plan.env)
     cells = []
     for expert_episodes in grid.expert_episodes:
         for seed in grid.seeds:
@@ -238,7 +297,7 @@ def plan_cells(grid: Grid, plan: EnvPlan, preset: str, root: Path, device: str) 
                         config=config.to_json(),
                         expert_data=str(root / "data" / "expert"),
                         world_model=str(root / preset / "world_model"),
-                        out=str(root / preset / "agents" / cell_name(algo, expert_episodes, seed)),
+                        out=str(cell_dir(out, plan.env, preset, algo, expert_episodes, seed)),
                         evaluation=asdict(grid.evaluation),
                         device=device,
                     )
@@ -247,34 +306,82 @@ def plan_cells(grid: Grid, plan: EnvPlan, preset: str, root: Path, device: str) 
 
 
 def run_cells(cells: list[Cell], jobs: int, desc: str = "agents") -> list[dict[str, Any]]:
-    """Every cell, `jobs` at a time in spawned processes (one torch thread each) when jobs > 1."""
-    todo = [c for c in cells if not (Path(c.out) / EVAL).is_file()]
-    bar = tqdm(total=len(cells), initial=len(cells) - len(todo), desc=desc, unit="run")
-    results = [json.loads((Path(c.out) / EVAL).read_text()) for c in cells if c not in todo]
+    """Every cell, `jobs` at a time in spawned processes (one torch thread each) when jobs > 1.
+
+    A failing cell does not stop the others; the failures are raised together at the end.
+    Ctrl-C stops the running cells (their trainers save a checkpoint) and starts no more.
+    """
+    results, todo = [], []
+    for cell in cells:
+        scored = finished(cell)
+        (todo.append(cell) if scored is None else results.append(scored))
+    failed: list[str] = []
+    bar = tqdm(total=len(cells), initial=len(results), desc=desc, unit="run")
+
+    def done(cell: Cell, result: dict[str, Any] | None, error: DittoError | None = None) -> None:
+        if error is not None:
+            failed.append(f"{Path(cell.out).name}: {error}")
+        else:
+            results.append(result)
+            bar.set_postfix_str(f"{Path(cell.out).name}: {result['return_mean']:.1f}")
+        bar.update(1)
+
     try:
         if jobs <= 1:
             for cell in todo:
-                bar.set_postfix_str(Path(cell.out).name)
-                results.append(run_cell(cell, progress=True))
-                bar.update(1)
-            return results
-        context = multiprocessing.get_context("spawn")  # fork after torch has run threads can hang
-        with ProcessPoolExecutor(jobs, mp_context=context) as pool:
-            futures = {pool.submit(run_cell, cell, False, 1): cell for cell in todo}
-            for future in as_completed(futures):
-                result = future.result()
-                results.append(result)
-                bar.set_postfix_str(
-                    f"{Path(futures[future].out).name}: {result['return_mean']:.1f}"
-                )
-                bar.update(1)
-        return results
+                try:
+                    done(cell, run_cell(cell, progress=True))
+                except DittoError as exc:
+                    done(cell, None, exc)
+        else:
+            _run_parallel(todo, jobs, done)
     finally:
         bar.close()
+    if failed:
+        raise DittoError(
+            f"{len(failed)} of {len(cells)} runs failed (the others are saved); {failed[0]}"
+        )
+    return results
+
+
+def _ignore_interrupts() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+def _run_in_worker(cell: Cell) -> dict[str, Any]:
+    """A cell in a worker process: Ctrl-C reaches it only while it runs, so its trainer can save."""
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        return run_cell(cell, False, 1)
+    finally:
+        _ignore_interrupts()
+
+
+def _run_parallel(todo: list[Cell], jobs: int, done: Callable) -> None:
+    # spawn, not fork: forking after torch has started its thread pools can hang.
+    context = multiprocessing.get_context("spawn")
+    queue, running = list(todo), {}
+    with ProcessPoolExecutor(jobs, mp_context=context, initializer=_ignore_interrupts) as pool:
+        try:
+            while queue or running:
+                while queue and len(running) < jobs:  # no backlog: after Ctrl-C nothing new starts
+                    cell = queue.pop(0)
+                    running[pool.submit(_run_in_worker, cell)] = cell
+                finished_now, _ = wait(running, return_when=FIRST_COMPLETED)
+                for future in finished_now:
+                    cell = running.pop(future)
+                    try:
+                        done(cell, future.result())
+                    except DittoError as exc:
+                        done(cell, None, exc)
+        except BaseException:
+            for future in running:
+                future.cancel()
+            raise
 
 
 def default_jobs(device: str) -> int:
-    """Parallel agent runs: one per core pair on CPU (at most 4), one on a GPU."""
+    """Parallel agent runs: one per CPU core (at most 4), one on a GPU."""
     from ditto.device import resolve_device
 
     if resolve_device(device).type != "cpu":
@@ -284,6 +391,38 @@ def default_jobs(device: str) -> int:
 
 def _print_stage(text: str) -> None:
     print(f"\n[{time.strftime('%H:%M:%S')}] {text}", flush=True)
+
+
+# What a grid may change between runs into the same directory: it may add cells, and
+# a changed evaluation re-scores them; the settings that made finished runs may not change.
+GROWABLE = ("envs", "presets", "algos", "expert_episodes", "seeds", "evaluation")
+
+
+def _changed_settings(saved: dict[str, Any], new: dict[str, Any]) -> list[str]:
+    changed = [
+        f"{k}: {saved.get(k)} -> {new.get(k)}"
+        for k in new
+        if k not in GROWABLE and saved.get(k) != new.get(k)
+    ]
+    old_envs = {e["env"]: e for e in saved.get("envs", [])}
+    for env in new["envs"]:
+        before = old_envs.get(env["env"], env)
+        changed += [
+            f"{env['env']} {k}: {before.get(k)} -> {v}"
+            for k, v in env.items()
+            if before.get(k) != v
+        ]
+    return changed
+
+
+def _check_envs_and_experts(grid: Grid) -> None:
+    """Unknown env ids and experts that cannot load fail before anything is written."""
+    from ditto.envs import env_spec
+    from ditto.experts import make_expert
+
+    for plan in grid.envs:
+        env_spec(plan.env)
+        make_expert(plan.expert, plan.env)
 
 
 def run_grid(
@@ -298,12 +437,16 @@ def run_grid(
 
     `stage` is told when each stage begins (a progress display)."""
     out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
+    _check_envs_and_experts(grid)
     saved = out / "grid.json"
-    if saved.is_file() and json.loads(saved.read_text()) != grid.to_json():
-        raise ConfigError(
-            f"{out} holds a different grid ({saved}); use a new --out, or delete it to start over"
-        )
+    if saved.is_file():
+        changed = _changed_settings(json.loads(saved.read_text()), grid.to_json())
+        if changed:
+            raise ConfigError(
+                f"{out} was run with other settings ({'; '.join(changed)}); finished runs would not "
+                "match them. Use a new --out (adding envs, presets, methods, N_E or seeds is fine)"
+            )
+    out.mkdir(parents=True, exist_ok=True)
     atomic_write_json(saved, grid.to_json())
     jobs = jobs or default_jobs(device)
     results = []
@@ -316,7 +459,7 @@ def run_grid(
             train_model(
                 grid, plan, preset, data, root / preset / "world_model", device, progress=True
             )
-            cells = plan_cells(grid, plan, preset, root, device)
+            cells = plan_cells(grid, plan, preset, out, device)
             stage(
                 f"{plan.env}: train and score {len(cells)} agents ({preset} preset, {jobs} at a time)"
             )

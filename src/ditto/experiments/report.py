@@ -25,11 +25,20 @@ from typing import Any
 import numpy as np
 
 from ditto.errors import DittoError
-from ditto.evaluation.protocol import aggregate
+from ditto.evaluation.protocol import aggregate, standard_error
 from ditto.io import atomic_write_bytes, atomic_write_json
-from ditto.runs import CONFIG, EVAL, METRICS
+from ditto.runs import CONFIG, EVAL, METRICS, read_metrics
 
 FIGURES = "figures"
+REQUIRED = {
+    "env_id",
+    "algo",
+    "expert_episodes",
+    "seed",
+    "return_mean",
+    "normalized_score",
+    "returns",
+}
 METHODS = {"ditto": "DITTO", "dbc": "D-BC", "dgail": "D-GAIL", "bc": "BC"}  # report order
 COLORS = {"ditto": "tab:blue", "dbc": "tab:orange", "dgail": "tab:green", "bc": "tab:red"}
 
@@ -39,15 +48,27 @@ def collect_results(root: Path) -> list[dict[str, Any]]:
     """Every eval.json under `root`, each with "run_dir": the directory it was found in."""
     results = []
     for path in sorted(Path(root).rglob(EVAL)):
-        results.append({**_read_json(path), "run_dir": str(path.parent)})
+        result = _read_json(path)
+        missing = REQUIRED - set(result) if isinstance(result, dict) else REQUIRED
+        if missing:
+            raise DittoError(f"{path}: not a ditto evaluation (missing {sorted(missing)})")
+        results.append({**result, "run_dir": str(path.parent)})
     return results
 
 
 def summarize(evals: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """One row per (env_id, algo, expert_episodes), aggregated over the runs (seeds)."""
     groups: dict[tuple[str, str, int], list[dict[str, Any]]] = defaultdict(list)
+    seen: dict[tuple, str] = {}
     for result in evals:
-        groups[(result["env_id"], result["algo"], result["expert_episodes"])].append(result)
+        key = (result["env_id"], result["algo"], result["expert_episodes"])
+        twin = seen.setdefault((*key, result["seed"]), result["run_dir"])
+        if twin != result["run_dir"]:  # e.g. two presets of one grid: their rows must not mix
+            raise DittoError(
+                f"{twin} and {result['run_dir']} are the same cell ({', '.join(map(str, key))}, seed "
+                f"{result['seed']}); report their directories separately"
+            )
+        groups[key].append(result)
     rows = [_summary_row(*key, runs) for key, runs in groups.items()]
     return sorted(rows, key=lambda r: (r["env_id"], _method_rank(r["algo"]), r["expert_episodes"]))
 
@@ -57,11 +78,7 @@ def _summary_row(
 ) -> dict[str, Any]:
     runs = sorted(runs, key=lambda r: r["seed"])
     scores = [r["normalized_score"] for r in runs]
-    if len(runs) >= 2:
-        stats = aggregate(runs)
-        iqm, ci95 = stats["iqm_normalized_score"], stats["iqm_ci95"]
-    else:  # no interval from one run
-        iqm, ci95 = scores[0], [scores[0], scores[0]]
+    stats = aggregate(runs)
     return {
         "env_id": env_id,
         "algo": algo,
@@ -71,8 +88,8 @@ def _summary_row(
         "return_mean": float(np.mean([r["return_mean"] for r in runs])),
         "return_stderr": _pooled_stderr(runs),
         "normalized_score": float(np.mean(scores)),
-        "iqm_normalized_score": iqm,
-        "iqm_ci95": ci95,
+        "iqm_normalized_score": stats["iqm_normalized_score"],
+        "iqm_ci95": stats["iqm_ci95"],
         "expert_return": float(np.mean([r["expert_return"] for r in runs])),
         "random_return": float(np.mean([r["random_return"] for r in runs])),
         "episodes": int(sum(r["episodes"] for r in runs)),
@@ -80,12 +97,8 @@ def _summary_row(
 
 
 def _pooled_stderr(runs: list[dict[str, Any]]) -> float:
-    """Standard error over every episode of every seed; older eval.json files lack the
-    returns, so then combine the runs' standard errors (that of the mean of n means)."""
-    if all("returns" in r for r in runs):
-        returns = np.concatenate([np.asarray(r["returns"], dtype=float) for r in runs])
-        return float(returns.std(ddof=1) / math.sqrt(len(returns))) if len(returns) > 1 else 0.0
-    return float(math.sqrt(sum(r["return_stderr"] ** 2 for r in runs)) / len(runs))
+    """Standard error over every episode of every seed."""
+    return standard_error(np.concatenate([np.asarray(r["returns"], dtype=float) for r in runs]))
 
 
 def _method_rank(algo: str) -> int:
@@ -172,11 +185,7 @@ def _mean_curve(curves: list[list[tuple[int, float]]]) -> tuple[list[int], list[
 
 
 def _metric_curve(run_dir: Path, key: str) -> list[tuple[int, float]]:
-    path = run_dir / METRICS
-    if not path.is_file():
-        return []
-    records = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
-    return [(r["step"], r[key]) for r in records if key in r]
+    return [(r["step"], r[key]) for r in read_metrics(run_dir / METRICS) if key in r]
 
 
 def training_figure(env_id: str, evals: list[dict[str, Any]], path: Path) -> int:
@@ -410,7 +419,9 @@ def write_report(
             f"{root}: no evaluated runs (eval.json) found; run `ditto evaluate RUN --save` or `ditto sweep` first"
         )
     rows = summarize(evals)
-    atomic_write_json(root / "results.json", rows)
+    atomic_write_json(root / "results.json", _json_safe(rows))
+    if config is None and (root / "grid.json").is_file():  # a sweep's directory
+        config = _read_json(root / "grid.json")
     configs = _run_configs(evals)
     world_models = _world_models(root, configs)
 
@@ -430,6 +441,17 @@ def write_report(
     atomic_write_bytes(report, to_markdown(blocks).encode())
     atomic_write_bytes(page, to_html(blocks, title, root).encode())
     return {"results": rows, "report": report, "html": page}
+
+
+def _json_safe(value: Any) -> Any:
+    """NaN (a normalised score when expert and random tie) as null: JSON has no NaN."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _json_safe(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_json_safe(v) for v in value]
+    return value
 
 
 def _env_blocks(
