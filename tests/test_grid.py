@@ -96,7 +96,7 @@ def test_yaml_grid_files(tmp_path, capsys):
 
 
 def test_shipped_configs_are_valid():
-    for name in ("small", "paper"):
+    for name in ("small", "paper", "cartpole"):
         load_grid(Path(__file__).parents[1] / "configs" / f"{name}.yaml")
 
 
