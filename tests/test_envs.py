@@ -3,6 +3,7 @@ import pytest
 
 from ditto.envs import ale_game_name, env_spec, make_env, make_vector_env, to_frame
 from ditto.errors import EnvError
+from ditto.specs import EnvSpec, SpecError
 
 
 @pytest.mark.parametrize(
@@ -138,3 +139,15 @@ def test_cartpole_frames_show_the_pole_tilt_and_the_cart_position():
     frame, _ = env.reset(seed=0)
     state = env.get_wrapper_attr("state")
     assert np.array_equal(frame, to_frame(render_cartpole(state)))
+
+
+def test_specs_record_who_draws_the_frames():
+    cartpole = env_spec("CartPole-v1")
+    assert cartpole.pixels == "ditto-cartpole-1" and env_spec("ALE/Pong-v5").pixels == "render"
+    old = {
+        k: v for k, v in cartpole.to_json().items() if k != "pixels"
+    }  # written before ditto drew CartPole
+    assert EnvSpec.from_json(old).pixels == "render"
+    assert EnvSpec.from_json(cartpole.to_json()) == cartpole
+    with pytest.raises(SpecError, match="drawn by 'render'.*collect the data again"):
+        cartpole.check_compatible(EnvSpec.from_json(old), "dataset data/old")

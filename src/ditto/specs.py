@@ -134,6 +134,7 @@ class EnvSpec:
     env_id: str
     obs_shape: tuple[int, int, int]
     action: ActionSpec
+    pixels: str = "render"  # who draws the frames: the env's own render, or a ditto drawing (envs/cartpole.py)
 
     def __post_init__(self) -> None:
         if len(self.obs_shape) != 3 or self.obs_shape[0] not in (1, 3):
@@ -154,12 +155,18 @@ class EnvSpec:
                 f"{what} has action space {other.action.kind}({other.action.n}), "
                 f"expected {self.action.kind}({self.action.n})"
             )
+        if other.pixels != self.pixels:
+            raise SpecError(
+                f"{what} has frames drawn by {other.pixels!r}, but {self.env_id} frames are now drawn by "
+                f"{self.pixels!r}; collect the data again (and retrain on it)"
+            )
 
     def to_json(self) -> dict[str, Any]:
         return {
             "env_id": self.env_id,
             "obs_shape": list(self.obs_shape),
             "action": self.action.to_json(),
+            "pixels": self.pixels,
         }
 
     @classmethod
@@ -168,4 +175,5 @@ class EnvSpec:
             env_id=data["env_id"],
             obs_shape=tuple(data["obs_shape"]),
             action=ActionSpec.from_json(data["action"]),
+            pixels=data.get("pixels", "render"),  # specs written before ditto drew any env
         )

@@ -15,6 +15,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
+CARTPOLE_PIXELS = "ditto-cartpole-1"  # EnvSpec.pixels: bump it when the drawing changes
 X_THRESHOLD = 2.4  # CartPole-v1 ends an episode beyond this cart position
 SUBPIXEL = 4  # cv2 fixed-point bits: draw with 1/16-px precision, anti-aliased
 

@@ -7,7 +7,7 @@ from collections.abc import Callable
 import gymnasium as gym
 import numpy as np
 
-from ditto.envs.cartpole import render_cartpole
+from ditto.envs.cartpole import CARTPOLE_PIXELS, render_cartpole
 from ditto.envs.pixels import FRAME_SIZE, to_frame
 from ditto.specs import ActionSpec, EnvSpec, SpecError
 
@@ -30,7 +30,10 @@ def action_spec_of(space: gym.Space) -> ActionSpec:
 
 
 # Envs drawn by ditto for a small camera instead of by their own render (see cartpole.py).
-RENDERERS: dict[str, Callable[[np.ndarray, int], np.ndarray]] = {"CartPole-v1": render_cartpole}
+# Each as (the name recorded in EnvSpec.pixels, the drawing function).
+RENDERERS: dict[str, tuple[str, Callable[[np.ndarray, int], np.ndarray]]] = {
+    "CartPole-v1": (CARTPOLE_PIXELS, render_cartpole)
+}
 
 
 class RenderedPixels(gym.ObservationWrapper):
@@ -72,6 +75,9 @@ def make_rendered(
     base = gym.make(
         env_id, render_mode="rgb_array", max_episode_steps=max_episode_steps, **env_kwargs
     )
-    env = RenderedPixels(base, size, grayscale, RENDERERS.get(env_id))
-    env.ditto_spec = EnvSpec(env_id, env.observation_space.shape, action_spec_of(base.action_space))
+    pixels, renderer = RENDERERS.get(env_id, ("render", None))
+    env = RenderedPixels(base, size, grayscale, renderer)
+    env.ditto_spec = EnvSpec(
+        env_id, env.observation_space.shape, action_spec_of(base.action_space), pixels
+    )
     return env

@@ -24,7 +24,7 @@ from ditto.agents.trainer import SNAPSHOTS
 from ditto.checkpoint import Checkpoint, load_checkpoint
 from ditto.config import AgentConfig
 from ditto.device import resolve_device
-from ditto.envs import make_vector_env
+from ditto.envs import env_spec, make_vector_env
 from ditto.errors import DittoError
 from ditto.evaluation.policy import LatentAgent, PixelAgent, RandomAgent
 from ditto.runs import CONFIG, read_config
@@ -113,6 +113,9 @@ def evaluate_run(
     saved = read_config(run)
     config = AgentConfig.from_json(saved["agent"])
     spec = EnvSpec.from_json(saved["env"])
+    env_spec(
+        spec.env_id, size=spec.obs_shape[1], grayscale=spec.obs_shape[0] == 1
+    ).check_compatible(spec, f"run {run}")
     protocol = resolve_protocol(config, checkpoints=checkpoints, episodes=episodes, greedy=greedy)
     episodes, greedy = protocol["episodes"], protocol["greedy"]
     num_envs = num_envs or config.eval_envs
