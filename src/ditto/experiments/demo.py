@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from ditto.errors import ConfigError
-from ditto.experiments.grid import cell_dir, grid_from_dict, run_grid
+from ditto.experiments.grid import cell_dir, grid_from_dict, print_stage, run_grid
 
 # Each plan: the grid, and the budget it was sized for (measured; see benchmarks/RESULTS.md).
 DEMOS: dict[str, dict[str, Any]] = {
@@ -89,7 +89,7 @@ class _Stages:
 
     def __call__(self, text: str) -> None:
         self.done += 1
-        print(f"\n[{time.strftime('%H:%M:%S')}] stage {self.done}/{self.total}: {text}", flush=True)
+        print_stage(f"stage {self.done}/{self.total}: {text}")
 
 
 def demo_plan(env: str, expert: str | None = None) -> dict[str, Any]:

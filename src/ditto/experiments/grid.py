@@ -389,7 +389,7 @@ def default_jobs(device: str) -> int:
     return max(1, min(4, (os.cpu_count() or 1)))
 
 
-def _print_stage(text: str) -> None:
+def print_stage(text: str) -> None:
     print(f"\n[{time.strftime('%H:%M:%S')}] {text}", flush=True)
 
 
@@ -431,7 +431,7 @@ def run_grid(
     *,
     device: str = "auto",
     jobs: int | None = None,
-    stage: Callable[[str], None] = _print_stage,
+    stage: Callable[[str], None] = print_stage,
 ) -> list[dict[str, Any]]:
     """Run every stage of the grid under `out`, skipping finished work; returns every cell's score.
 
