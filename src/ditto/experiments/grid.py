@@ -10,9 +10,10 @@ A grid's directory:
     <env>/<preset>/agents/<algo>-ne<N>-seed<S>  agent runs; eval.json once scored
     report.md, report.html, results.json, figures/   (`ditto report`)
 
-A cell (one agent run) is finished when its eval.json exists. Agent cells run
-in `jobs` processes with one torch thread each: on a small CPU two small
-models in parallel beat one model on two threads.
+A cell (one agent run) is finished when its eval.json was made under the
+grid's evaluation settings. Agent cells run in `jobs` processes with one torch
+thread each: on a small CPU two small models in parallel beat one model on two
+threads.
 """
 
 from __future__ import annotations
@@ -168,6 +169,10 @@ def env_slug(env_id: str) -> str:
     return env_id.replace("/", "_")
 
 
+def world_model_dir(out: Path, env_id: str, preset: str) -> Path:
+    return Path(out) / env_slug(env_id) / preset / "world_model"
+
+
 def cell_dir(
     out: Path, env_id: str, preset: str, algo: str, expert_episodes: int, seed: int
 ) -> Path:
@@ -296,7 +301,7 @@ def plan_cells(grid: Grid, plan: EnvPlan, preset: str, out: Path, device: str) -
                     Cell(
                         config=config.to_json(),
                         expert_data=str(root / "data" / "expert"),
-                        world_model=str(root / preset / "world_model"),
+                        world_model=str(world_model_dir(out, plan.env, preset)),
                         out=str(cell_dir(out, plan.env, preset, algo, expert_episodes, seed)),
                         evaluation=asdict(grid.evaluation),
                         device=device,
@@ -457,7 +462,13 @@ def run_grid(
         for preset in grid.presets:
             stage(f"{plan.env}: train the world model ({preset} preset)")
             train_model(
-                grid, plan, preset, data, root / preset / "world_model", device, progress=True
+                grid,
+                plan,
+                preset,
+                data,
+                world_model_dir(out, plan.env, preset),
+                device,
+                progress=True,
             )
             cells = plan_cells(grid, plan, preset, out, device)
             stage(
