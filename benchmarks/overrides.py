@@ -1,0 +1,60 @@
+"""Train a world model or an agent with any config overrides (the CLI exposes only some).
+
+What the CartPole studies in RESULTS.md ran:
+
+    python benchmarks/overrides.py world-model small '{"lr": 1e-3, "batch": 8, "steps": 1600}' \
+        --data runs/cp3/expert runs/cp3/noisy runs/cp3/random --out runs/cp3/wmB
+    python benchmarks/overrides.py agent small '{"algo": "ditto", "expert_episodes": 15, "steps": 1500,
+        "batch": 128, "layers": 3, "units": 128, "checkpoint_every": 100, "reward_match": "nearest", "seed": 1}' \
+        --world-model runs/long/CartPole-v1/small/world_model --expert-data runs/long/CartPole-v1/data/expert \
+        --out runs/nearest/s1 --checkpoints 5 --episodes 10
+
+Both resume a stopped run; the agent is then scored with `evaluate_run` and the
+score printed as JSON (the same as `ditto evaluate RUN --checkpoints C --episodes E --json`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+from ditto.config import agent_config, world_model_config
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("kind", choices=["world-model", "agent"])
+    parser.add_argument("preset")
+    parser.add_argument("overrides", help="JSON object of config fields")
+    parser.add_argument("--out", required=True)
+    parser.add_argument("--data", nargs="+", help="world-model: datasets")
+    parser.add_argument("--world-model", help="agent: world-model run (not for bc)")
+    parser.add_argument("--expert-data", help="agent: expert dataset")
+    parser.add_argument("--checkpoints", type=int, default=5)
+    parser.add_argument("--episodes", type=int, default=10)
+    parser.add_argument("--device", default="cpu")
+    args = parser.parse_args()
+    overrides = json.loads(args.overrides)
+
+    if args.kind == "world-model":
+        from ditto.world_model.trainer import train_world_model
+
+        config = world_model_config(args.preset, **overrides)
+        train_world_model(args.data, args.out, config, device=args.device, resume=True)
+        return
+    from ditto.agents.trainer import train_agent
+    from ditto.evaluation.protocol import evaluate_run
+
+    config = agent_config(args.preset, **overrides)
+    world_model = None if config.algo == "bc" else args.world_model
+    train_agent(config, args.expert_data, args.out, world_model, device=args.device, resume=True)
+    result = evaluate_run(
+        args.out, checkpoints=args.checkpoints, episodes=args.episodes, num_envs=10
+    )
+    print(json.dumps({k: v for k, v in result.items() if k != "returns"}))
+
+
+if __name__ == "__main__":
+    main()
