@@ -48,7 +48,7 @@ def record_episode(
 
 def _play(agent, spec: EnvSpec, seed: int, max_steps: int) -> tuple[list[np.ndarray], float]:
     """The frames (C, H, W) of one episode, first to last, and its return."""
-    env = make_env(spec.env_id, seed=seed, size=spec.obs_shape[1], grayscale=spec.obs_shape[0] == 1)
+    env = make_env(spec.env_id, size=spec.obs_shape[1], grayscale=spec.obs_shape[0] == 1)
     try:
         frame, _ = env.reset(seed=seed)
         frames, total, is_first = [frame], 0.0, True

@@ -294,7 +294,7 @@ img { max-width: 100%; } figure { margin: 1em 0; } figcaption { color: #555; fon
 pre { background: #f6f6f6; padding: 0.8em; overflow-x: auto; } code { background: #f6f6f6; }
 """
 
-_MIME = {".png": "image/png", ".gif": "image/gif", ".jpg": "image/jpeg", ".jpeg": "image/jpeg"}
+_MIME = {".png": "image/png", ".gif": "image/gif"}  # what the report writes
 
 
 def _inline(text: str) -> str:
