@@ -45,7 +45,7 @@ class LatentAgent:
         first = torch.from_numpy(is_first).to(self.device)
         embed = self.model.encoder(torch.from_numpy(frames).to(self.device))
         pre_action = self.model.policy_action_input(self.previous)
-        self.state, _ = self.model.rssm.obs_step(self.state, pre_action, embed, first)
+        self.state = self.model.rssm.obs_step(self.state, pre_action, embed, first)
         dist = self.actor(self.model.features(self.state))
         action = dist.mode() if self.greedy else dist.sample()
         self.previous = action.float()

@@ -106,7 +106,7 @@ class WorldModel(nn.Module):
     ) -> State:
         """Posterior states of a batch of sequences (B, T, ...)."""
         self.check_inputs(frames, actions, is_first)
-        posts, _ = self.rssm.observe(self.encoder(frames), actions, is_first, state)
+        posts = self.rssm.observe(self.encoder(frames), actions, is_first, state)
         return posts
 
     def decode(self, features: torch.Tensor) -> torch.Tensor:
@@ -122,11 +122,11 @@ class WorldModel(nn.Module):
     ) -> tuple[torch.Tensor, dict[str, torch.Tensor], State]:
         """The training loss of a batch, its parts, and the last posterior state (to carry on)."""
         cfg = self.config
-        posts, priors = self.rssm.observe(self.encoder(frames), actions, is_first, state)
+        posts = self.rssm.observe(self.encoder(frames), actions, is_first, state)
         recon = self.decoder(self.rssm.features(posts)).float()
         # Unit-variance Gaussian NLL summed over pixels (up to a constant), mean over batch and time.
         image_nll = 0.5 * (recon - frames_to_input(frames)).square().sum((-3, -2, -1)).mean()
-        kl_loss, kl_value = self.rssm.kl_loss(posts, priors, cfg.kl_balance, cfg.free_nats)
+        kl_loss, kl_value = self.rssm.kl_loss(posts, cfg.kl_balance, cfg.free_nats)
         loss = cfg.image_scale * image_nll + cfg.kl_scale * kl_loss
         metrics = {"loss": loss, "image_nll": image_nll, "kl": kl_value}
         last = State(*(part[:, -1] for part in posts))
@@ -141,7 +141,7 @@ class WorldModel(nn.Module):
         Returns (reconstructions of the context, open-loop predictions), both as
         decoder means in [-0.5, 0.5]; the predictions use the real actions.
         """
-        posts, _ = self.rssm.observe(
+        posts = self.rssm.observe(
             self.encoder(frames[:, :context]), actions[:, :context], is_first[:, :context]
         )
         recon = self.decoder(self.rssm.features(posts))

@@ -111,24 +111,29 @@ class RSSM(nn.Module):
         sample = sample + probs - probs.detach()
         return sample.flatten(-2)
 
+    def _next_deter(self, state: State, action: torch.Tensor) -> torch.Tensor:
+        """h' = GRU(h, in(z, a)): the step shared by the prior and the posterior."""
+        return self.gru(self.img_in(torch.cat([state.stoch, action], -1)), state.deter)
+
+    def _prior_logits(self, deter: torch.Tensor) -> torch.Tensor:
+        return self.img_out(deter).reshape(*deter.shape[:-1], self.stoch_size, self.classes)
+
     def img_step(self, state: State, action: torch.Tensor) -> State:
         """Prior step: h' = GRU(h, in(z, a)), z' ~ p(z' | h')."""
-        x = self.img_in(torch.cat([state.stoch, action], -1))
-        deter = self.gru(x, state.deter)
-        logits = self.img_out(deter).reshape(*deter.shape[:-1], self.stoch_size, self.classes)
+        deter = self._next_deter(state, action)
+        logits = self._prior_logits(deter)
         return State(deter, self._sample(logits).to(deter.dtype), logits)
 
     def obs_step(
         self, state: State, action: torch.Tensor, embed: torch.Tensor, is_first: torch.Tensor
-    ) -> tuple[State, State]:
-        """Posterior and prior at one step; the state is reset to initial where is_first."""
+    ) -> State:
+        """Posterior step: h' as in img_step, z' ~ q(z' | h', e); the state is reset to initial where is_first."""
         keep = (~is_first).to(state.deter.dtype)[:, None]
         state = State(state.deter * keep, state.stoch * keep, state.logits * keep[..., None])
-        prior = self.img_step(state, action * keep)
-        logits = self.obs_out(torch.cat([prior.deter, embed], -1))
+        deter = self._next_deter(state, action * keep)
+        logits = self.obs_out(torch.cat([deter, embed], -1))
         logits = logits.reshape(*logits.shape[:-1], self.stoch_size, self.classes)
-        post = State(prior.deter, self._sample(logits).to(prior.deter.dtype), logits)
-        return post, prior
+        return State(deter, self._sample(logits).to(deter.dtype), logits)
 
     def observe(
         self,
@@ -136,25 +141,29 @@ class RSSM(nn.Module):
         actions: torch.Tensor,
         is_first: torch.Tensor,
         state: State | None = None,
-    ) -> tuple[State, State]:
-        """Filter a sequence: embeds (B, T, E), actions (B, T, A), is_first (B, T) -> posts, priors (B, T, ...)."""
+    ) -> State:
+        """Filter a sequence: embeds (B, T, E), actions (B, T, A), is_first (B, T) -> posteriors (B, T, ...).
+
+        The prior is not computed here: it depends only on each step's h, so
+        kl_loss applies its head to all steps at once, outside the sequential loop.
+        """
         if state is None:
             state = self.initial(embeds.shape[0], embeds.device)
-        posts, priors = [], []
+        posts = []
         for t in range(embeds.shape[1]):
-            state, prior = self.obs_step(state, actions[:, t], embeds[:, t], is_first[:, t])
+            state = self.obs_step(state, actions[:, t], embeds[:, t], is_first[:, t])
             posts.append(state)
-            priors.append(prior)
-        return stack_states(posts), stack_states(priors)
+        return stack_states(posts)
 
     def kl_loss(
-        self, post: State, prior: State, balance: float, free_nats: float
+        self, post: State, balance: float, free_nats: float
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """KL balancing: balance * KL(sg(q) || p) + (1 - balance) * KL(q || sg(p)), mean over batch.
+        """KL balancing between the posteriors and their priors p(z_t | h_t), mean over batch:
+        balance * KL(sg(q) || p) + (1 - balance) * KL(q || sg(p)).
 
         Returns (loss, KL(q || p) value for logging).
         """
-        q, p = post.logits.float(), prior.logits.float()
+        q, p = post.logits.float(), self._prior_logits(post.deter).float()
         kl_value = _categorical_kl(q, p)
         kl_prior = _categorical_kl(q.detach(), p)  # trains the prior towards the posterior
         kl_post = _categorical_kl(q, p.detach())  # regularises the posterior
