@@ -9,14 +9,17 @@ What the CartPole studies in RESULTS.md ran:
         --world-model runs/long/CartPole-v1/small/world_model --expert-data runs/long/CartPole-v1/data/expert \
         --out runs/nearest/s1 --checkpoints 5 --episodes 10
 
-Both resume a stopped run; the agent is then scored with `evaluate_run` and the
-score printed as JSON (the same as `ditto evaluate RUN --checkpoints C --episodes E --json`).
+Both resume a stopped run; the agent is then scored with `evaluate_run`, the
+score printed as JSON and saved as the run's eval.json (the same as `ditto
+evaluate RUN --checkpoints C --episodes E --json --save`), so `ditto report DIR`
+aggregates these runs.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+from pathlib import Path
 
 from ditto.config import agent_config, world_model_config
 
@@ -46,6 +49,8 @@ def main() -> None:
         return
     from ditto.agents.trainer import train_agent
     from ditto.evaluation.protocol import evaluate_run
+    from ditto.io import atomic_write_json
+    from ditto.runs import EVAL
 
     config = agent_config(args.preset, **overrides)
     world_model = None if config.algo == "bc" else args.world_model
@@ -53,6 +58,7 @@ def main() -> None:
     result = evaluate_run(
         args.out, checkpoints=args.checkpoints, episodes=args.episodes, num_envs=10
     )
+    atomic_write_json(Path(args.out) / EVAL, result)
     print(json.dumps({k: v for k, v in result.items() if k != "returns"}))
 
 
