@@ -101,7 +101,8 @@ def test_shipped_configs_are_valid():
 
 
 def test_demo_writes_the_report_and_results(tmp_path, monkeypatch):
-    monkeypatch.setitem(DEMOS, "CartPole-v1", {"budget": "seconds", "grid": TINY})
+    plan = {"budget": "seconds", "caveat": "Too short to learn anything.", "grid": TINY}
+    monkeypatch.setitem(DEMOS, "CartPole-v1", plan)
     run_demo("CartPole-v1", tmp_path / "demo", device="cpu", jobs=1)
     results = json.loads((tmp_path / "demo" / "results.json").read_text())
     assert sorted(r["algo"] for r in results) == ["bc", "ditto"]
@@ -116,13 +117,16 @@ def test_demo_writes_the_report_and_results(tmp_path, monkeypatch):
         } <= set(row)
     report = (tmp_path / "demo" / "report.md").read_text()
     assert "agent_ditto.gif" in report and "DITTO" in report
+    assert "Too short to learn anything." in report  # the plan's caveat is stated
     assert "data:image/gif;base64," in (tmp_path / "demo" / "report.html").read_text()
 
 
 def test_demo_needs_an_expert_for_envs_without_a_plan():
     with pytest.raises(ConfigError, match="--expert"):
         demo_plan("LunarLander-v3")
-    env = demo_plan("LunarLander-v3", "random")["grid"]["envs"][0]
+    plan = demo_plan("LunarLander-v3", "random")
+    assert "caveat" not in plan  # CartPole's caveat does not carry over
+    env = plan["grid"]["envs"][0]
     assert (env["env"], env["expert"]) == ("LunarLander-v3", "random")
     assert (
         DEMOS["CartPole-v1"]["grid"]["envs"][0]["env"] == "CartPole-v1"
