@@ -203,3 +203,35 @@ def test_clear_errors(world, tmp_path, make_dataset):
         )
     with pytest.raises(DittoError, match="not an agent run"):
         evaluate_run(tmp_path)
+
+
+def test_train_cli_passes_its_settings_to_the_run(world, tmp_path, capsys):
+    from ditto.cli import main
+
+    out = tmp_path / "dbc"
+    main(
+        [
+            "train",
+            "--algo",
+            "dbc",
+            "--world-model",
+            str(world / "wm"),
+            "--expert-data",
+            str(world / "expert"),
+            "--expert-episodes",
+            "2",
+            "--out",
+            str(out),
+            "--preset",
+            "debug",
+            "--steps",
+            "3",
+            "--lr",
+            "5e-5",
+            "--device",
+            "cpu",
+        ]
+    )
+    saved = json.loads((out / "config.json").read_text())["agent"]
+    assert (saved["algo"], saved["expert_episodes"], saved["steps"]) == ("dbc", 2, 3)
+    assert saved["lr"] == 5e-5
