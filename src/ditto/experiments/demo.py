@@ -25,7 +25,7 @@ DEMOS: dict[str, dict[str, Any]] = {
         "caveat": (
             "At this budget the world model learns to draw CartPole but not yet how actions move "
             "the pole, so on a 2-core CPU no method gets past the random policy here. "
-            "`ditto sweep configs/cartpole.yaml` (about an hour) trains it long enough to tell "
+            "`ditto sweep configs/cartpole.yaml` (about 1 h 15 min) trains it long enough to tell "
             "the methods apart; its numbers are in benchmarks/RESULTS.md."
         ),
         "grid": {

@@ -106,8 +106,7 @@ class WorldModel(nn.Module):
     ) -> State:
         """Posterior states of a batch of sequences (B, T, ...)."""
         self.check_inputs(frames, actions, is_first)
-        posts = self.rssm.observe(self.encoder(frames), actions, is_first, state)
-        return posts
+        return self.rssm.observe(self.encoder(frames), actions, is_first, state)
 
     def decode(self, features: torch.Tensor) -> torch.Tensor:
         """Mean frame in frames_to_input's scale ([-0.5, 0.5]); see to_uint8."""
