@@ -147,6 +147,21 @@ def test_stop_and_resume_gives_the_same_losses(make_dataset, tmp_path):
     assert split == straight
 
 
+def test_resume_takes_the_lr_from_the_runs_config(make_dataset, tmp_path):
+    """Editing a stopped run's config.json is how to lower its lr for the rest of training."""
+    path, _ = make_dataset()
+    train_world_model(
+        [path], tmp_path / "run", world_model_config("debug", steps=2), progress=False
+    )
+    saved = json.loads((tmp_path / "run" / "config.json").read_text())
+    saved["world_model"]["lr"] = 1e-5
+    (tmp_path / "run" / "config.json").write_text(json.dumps(saved))
+    trainer = WorldModelTrainer(
+        [path], tmp_path / "run", world_model_config("debug", steps=4), resume=True, progress=False
+    )
+    assert [group["lr"] for group in trainer.optimizer.param_groups] == [1e-5]
+
+
 def test_save_load_round_trip(make_dataset, tmp_path):
     path, _ = make_dataset()
     run = train_world_model(

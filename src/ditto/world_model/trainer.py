@@ -169,6 +169,8 @@ class WorldModelTrainer:
         checkpoint = load_checkpoint(self.out / CHECKPOINT)
         checkpoint.restore("model", self.model)
         checkpoint.restore("optim", self.optimizer)
+        for group in self.optimizer.param_groups:  # the run's config.json, if edited, sets the lr
+            group["lr"] = self.config.lr
         self.step = int(checkpoint.meta["step"])
         self.sampler.load_state_dict(checkpoint.meta["sampler"])
         restore_rng(checkpoint, self.device)
