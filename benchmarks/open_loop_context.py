@@ -1,0 +1,89 @@
+"""Held-out world-model errors as a function of how many real frames the filter saw first.
+
+The trainer's validation filters only `open_loop_context` (5) frames from a zero state,
+while training carries the state across chunks, so slow facts (Pong's score) can live in h.
+This scores a run's held-out episodes after C frames of filtering, for several C:
+
+    python benchmarks/open_loop_context.py runs/pong/wm3x --contexts 5 50 200
+
+Per C: reconstruction error over the last 5 context frames, open-loop error 1-15 steps
+ahead, and the copy-last-frame baseline (MSE per pixel in [0, 1] units); with --pictures DIR,
+also DIR/open_loop_C.png (real, model, error rows for 4 windows: last 5 context frames, then
+the open-loop predictions).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import torch
+
+from ditto.data import WindowSampler, open_datasets
+from ditto.runs import read_config
+from ditto.world_model.diagnostics import save_grid
+from ditto.world_model.model import to_uint8
+from ditto.world_model.networks import frames_to_input
+from ditto.world_model.trainer import batch_to_torch, load_world_model, split_episodes
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("run")
+    parser.add_argument("--contexts", type=int, nargs="+", default=[5, 50, 200])
+    parser.add_argument("--windows", type=int, default=32)
+    parser.add_argument("--horizon", type=int, default=15)
+    parser.add_argument("--pictures", type=Path)
+    args = parser.parse_args()
+
+    saved = read_config(Path(args.run))
+    config = saved["world_model"]
+    episodes = [ep for dataset in open_datasets(saved["data"]) for ep in dataset]
+    _, val_ids = split_episodes(len(episodes), config["val_episodes"], config["seed"])
+    val = [episodes[i] for i in val_ids]
+    model = load_world_model(args.run).model
+    for context in args.contexts:
+        torch.manual_seed(0)  # the same latent samples whichever contexts are asked for
+        sampler = WindowSampler(val, model.spec, context + args.horizon, seed=0)
+        frames, actions, is_first = batch_to_torch(
+            sampler.sample(args.windows), torch.device("cpu")
+        )
+        with torch.no_grad():
+            recon, predictions = model.open_loop(frames, actions, is_first, context)
+        target = frames_to_input(frames)
+        if args.pictures:
+            shown = frames[:4, context - 5 :].numpy()
+            drawn = to_uint8(torch.cat([recon[:4, -5:], predictions[:4]], 1)).numpy()
+            save_grid(args.pictures / f"open_loop_{context}.png", shown, drawn, 5)
+        future = target[:, context:]
+        print(
+            json.dumps(
+                {
+                    "context": context,
+                    "recon_mse_last5": float(
+                        (recon[:, -5:] - target[:, context - 5 : context]).square().mean()
+                    ),
+                    "open_loop_mse": float((predictions - future).square().mean()),
+                    "copy_last_mse": float(
+                        (target[:, context - 1 : context] - future).square().mean()
+                    ),
+                    "open_loop_mse_k1": float((predictions[:, 0] - future[:, 0]).square().mean()),
+                    "copy_last_mse_k1": float(
+                        (target[:, context - 1] - future[:, 0]).square().mean()
+                    ),
+                    "open_loop_mse_k15": float(
+                        (predictions[:, -1] - future[:, -1]).square().mean()
+                    ),
+                    "copy_last_mse_k15": float(
+                        (target[:, context - 1] - future[:, -1]).square().mean()
+                    ),
+                }
+            )
+        )
+
+
+if __name__ == "__main__":
+    main()
