@@ -25,7 +25,12 @@ from ditto.runs import read_config
 from ditto.world_model.diagnostics import save_grid
 from ditto.world_model.model import to_uint8
 from ditto.world_model.networks import frames_to_input
-from ditto.world_model.trainer import batch_to_torch, load_world_model, split_episodes
+from ditto.world_model.trainer import (
+    batch_to_torch,
+    load_world_model,
+    open_loop_curves,
+    split_episodes,
+)
 
 
 def main() -> None:
@@ -58,28 +63,19 @@ def main() -> None:
             shown = frames[:4, context - 5 :].numpy()
             drawn = to_uint8(torch.cat([recon[:4, -5:], predictions[:4]], 1)).numpy()
             save_grid(args.pictures / f"open_loop_{context}.png", shown, drawn, 5)
-        future = target[:, context:]
+        open_loop, copy_last = open_loop_curves(predictions, frames, context)
+        recon_last5 = (recon[:, -5:] - target[:, context - 5 : context]).square().mean()
         print(
             json.dumps(
                 {
                     "context": context,
-                    "recon_mse_last5": float(
-                        (recon[:, -5:] - target[:, context - 5 : context]).square().mean()
-                    ),
-                    "open_loop_mse": float((predictions - future).square().mean()),
-                    "copy_last_mse": float(
-                        (target[:, context - 1 : context] - future).square().mean()
-                    ),
-                    "open_loop_mse_k1": float((predictions[:, 0] - future[:, 0]).square().mean()),
-                    "copy_last_mse_k1": float(
-                        (target[:, context - 1] - future[:, 0]).square().mean()
-                    ),
-                    "open_loop_mse_k15": float(
-                        (predictions[:, -1] - future[:, -1]).square().mean()
-                    ),
-                    "copy_last_mse_k15": float(
-                        (target[:, context - 1] - future[:, -1]).square().mean()
-                    ),
+                    "recon_mse_last5": float(recon_last5),
+                    "open_loop_mse": float(open_loop.mean()),
+                    "copy_last_mse": float(copy_last.mean()),
+                    "open_loop_mse_k1": float(open_loop[0]),
+                    "copy_last_mse_k1": float(copy_last[0]),
+                    "open_loop_mse_k15": float(open_loop[-1]),
+                    "copy_last_mse_k15": float(copy_last[-1]),
                 }
             )
         )

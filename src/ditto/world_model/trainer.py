@@ -272,10 +272,7 @@ class WorldModelTrainer:
             context_recon, predictions = self.model.open_loop(frames, actions, is_first, context)
         self.model.train()
         target = frames_to_input(frames)
-        open_loop_error = (predictions.float() - target[:, context:]).square().mean((0, 2, 3, 4))
-        copy_last_error = (
-            (target[:, context - 1 : context] - target[:, context:]).square().mean((0, 2, 3, 4))
-        )
+        open_loop_error, copy_last_error = open_loop_curves(predictions, frames, context)
         metrics = {
             "val/recon_mse": float((recon - target).square().mean()),
             "val/kl": float(kl),
@@ -303,6 +300,18 @@ class WorldModelTrainer:
             context,
         )
         return metrics
+
+
+def open_loop_curves(
+    predictions: torch.Tensor, frames: torch.Tensor, context: int
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """MSE per pixel ([0, 1] units) k = 1..H steps ahead: the open-loop predictions of
+    `WorldModel.open_loop`, and copying the last context frame (the baseline they must beat)."""
+    target = frames_to_input(frames)
+    future = target[:, context:]
+    open_loop = (predictions.float() - future).square().mean((0, 2, 3, 4))
+    copy_last = (target[:, context - 1 : context] - future).square().mean((0, 2, 3, 4))
+    return open_loop, copy_last
 
 
 def train_world_model(
