@@ -1,8 +1,9 @@
 """Held-out world-model errors as a function of how many real frames the filter saw first.
 
-The trainer's validation filters only `open_loop_context` (5) frames from a zero state,
-while training carries the state across chunks, so slow facts (Pong's score) can live in h.
-This scores a run's held-out episodes after C frames of filtering, for several C:
+The trainer's validation filters `open_loop_context` frames from a zero state (5 before
+2026-11-21, 50 since), while training carries the state across chunks, so slow facts (Pong's
+score) can live in h. This scores a run's held-out episodes after C frames of filtering, for
+several C:
 
     python benchmarks/open_loop_context.py runs/pong/wm3x --contexts 5 50 200
 

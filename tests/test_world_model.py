@@ -229,3 +229,15 @@ def test_ctrl_c_saves_a_checkpoint_to_resume_from(make_dataset, tmp_path, monkey
     assert (
         train_world_model([path], tmp_path / "run", config, resume=True, progress=False).step == 10
     )
+
+
+def test_validation_filters_as_much_context_as_the_held_out_episodes_hold(make_dataset, tmp_path):
+    path, _ = make_dataset(lengths=(30, 30, 30, 12))
+    config = world_model_config(
+        "debug", steps=2, eval_every=2, val_episodes=0.25, open_loop_context=500
+    )
+    trainer = WorldModelTrainer([path], tmp_path / "run", config, progress=False)
+    longest = max(len(e.observations) for e in trainer.val_episodes)
+    metrics = trainer.validate()
+    assert metrics["val/open_loop_context"] == longest - config.open_loop_horizon
+    assert (tmp_path / "run" / "diagnostics" / "open_loop.png").stat().st_size > 0

@@ -62,7 +62,10 @@ class WorldModelConfig(_JsonConfig):
     eval_every: int = 1000
     checkpoint_every: int = 1000
     val_episodes: float = 0.1  # fraction of episodes held out for validation (at least one)
-    open_loop_context: int = 5  # validation: posterior on this many frames, then prior only
+    # Validation: the posterior filters this many held-out frames (fewer where no held-out episode
+    # is long enough), then the prior predicts open_loop_horizon frames alone. Long, because
+    # training carries h across chunks, so slow facts (a score) need many frames to recover.
+    open_loop_context: int = 50
     open_loop_horizon: int = 15
     seed: int = 0
 
