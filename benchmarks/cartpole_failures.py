@@ -1,10 +1,14 @@
-"""Where a CartPole policy fails: the true env state when its episodes end.
+"""Where a CartPole policy fails, and how well world models see the states it visits.
 
 Plays a run's policy snapshots (sampled actions, as the protocol) from pixels and,
-per episode, prints its length, the final (x, x_dot, theta, theta_dot), the mean
-cart position, and how often the policy took the scripted expert's action:
+per episode, prints its length, the final true (x, x_dot, theta, theta_dot), the
+mean cart position, and how often the policy took the scripted expert's action:
 
-    python benchmarks/cartpole_failures.py runs/ne4/ent01_s4 --steps 4400 4200 --episodes 12
+    python benchmarks/cartpole_failures.py runs/ne4/ent01_s4 --steps 4400 --episodes 12
+
+With --recon WM [WM ...], each world model also filters those episodes' frames
+(posterior, as the deployed policy does) and its reconstruction error is printed
+by the pole's true tilt: how well the model perceives the learner's own states.
 
 CartPole ends an episode when |theta| > 0.21 rad or |x| > 2.4 (or at 500 steps).
 """
@@ -12,39 +16,74 @@ CartPole ends an episode when |theta| > 0.21 rad or |x| > 2.4 (or at 500 steps).
 from __future__ import annotations
 
 import argparse
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 
+from ditto.agents.expert_data import encode_episode
 from ditto.agents.trainer import SNAPSHOTS
 from ditto.checkpoint import load_checkpoint
+from ditto.data import Episode
 from ditto.envs import make_env
 from ditto.evaluation.protocol import agent_loader
 from ditto.experts.scripted import CartPoleExpert
 from ditto.runs import read_config
 from ditto.specs import EnvSpec
+from ditto.world_model.networks import frames_to_input
+from ditto.world_model.trainer import load_world_model
+
+TILT_BINS = (0.0, 0.03, 0.1, np.inf)  # |theta| in rad
 
 
-def play(agent, spec: EnvSpec, seed: int) -> tuple[int, np.ndarray, float, float]:
-    """One episode: its length, final state, mean cart position, agreement with the expert."""
+@dataclass
+class Played:
+    frames: np.ndarray  # (T+1, C, H, W) uint8
+    actions: np.ndarray  # (T,)
+    states: np.ndarray  # (T+1, 4) true (x, x_dot, theta, theta_dot) of each frame
+    agreement: float  # fraction of steps where the policy took the expert's action
+
+
+def play(agent, spec: EnvSpec, seed: int) -> Played:
     torch.manual_seed(seed)
     env = make_env(spec.env_id, size=spec.obs_shape[1], grayscale=spec.obs_shape[0] == 1)
     frame, _ = env.reset(seed=seed)
-    positions, agreed, first = [], [], True
+    frames, actions, states = [frame], [], [np.array(env.get_wrapper_attr("state"))]
     try:
         while True:
-            state = np.array(env.get_wrapper_attr("state"))
-            action = int(agent.act(frame[None], np.array([first]))[0])
-            agreed.append(action == int(CartPoleExpert.GAINS @ state > 0))
+            action = int(agent.act(frame[None], np.array([len(actions) == 0]))[0])
             frame, _, terminated, truncated, _ = env.step(action)
-            positions.append(state[0])
-            first = False
+            frames.append(frame)
+            actions.append(action)
+            states.append(np.array(env.get_wrapper_attr("state")))
             if terminated or truncated:
-                final = np.array(env.get_wrapper_attr("state"))
-                return len(positions), final, float(np.mean(positions)), float(np.mean(agreed))
+                break
     finally:
         env.close()
+    states = np.stack(states)
+    expert = (states[:-1] @ CartPoleExpert.GAINS > 0).astype(int)
+    return Played(np.stack(frames), np.array(actions), states, float(np.mean(expert == actions)))
+
+
+@torch.no_grad()
+def recon_errors(world_model: str, episodes: list[Played]) -> np.ndarray:
+    """Per-frame posterior reconstruction MSE (pixels in [0, 1]) over all episodes."""
+    model = load_world_model(world_model, "cpu").model
+    errors = []
+    for ep in episodes:
+        episode = Episode(
+            ep.frames,
+            ep.actions,
+            np.ones(len(ep.actions), np.float32),
+            terminated=True,
+            truncated=False,
+        )
+        features = encode_episode(model, episode, torch.device("cpu"))
+        recon = torch.cat([model.decode(part).float() for part in features.split(128)])
+        target = frames_to_input(torch.from_numpy(ep.frames)).float()
+        errors.append((recon - target).square().mean((1, 2, 3)).numpy())
+    return np.concatenate(errors)
 
 
 def main() -> None:
@@ -55,11 +94,13 @@ def main() -> None:
     parser.add_argument("--steps", type=int, nargs="+", required=True, help="snapshot updates")
     parser.add_argument("--episodes", type=int, default=12)
     parser.add_argument("--seed", type=int, default=100, help="episode i uses env seed SEED+i")
+    parser.add_argument("--recon", nargs="+", default=[], metavar="WM", help="world-model runs")
     args = parser.parse_args()
 
     saved = read_config(args.run)
     spec = EnvSpec.from_json(saved["env"])
     load = agent_loader(saved, torch.device("cpu"), greedy=False)
+    played = []
     for step in args.steps:
         agent = load(load_checkpoint(args.run / SNAPSHOTS / f"step_{step:08d}.safetensors"))
         print(
@@ -67,10 +108,21 @@ def main() -> None:
         )
         for i in range(args.episodes):
             agent.reset()
-            length, final, mean_x, agreement = play(agent, spec, args.seed + i)
+            ep = play(agent, spec, args.seed + i)
+            final = np.array2string(ep.states[-1], precision=2)
             print(
-                f"  {length:4d}  {np.array2string(final, precision=2)}  {mean_x:+.2f}  {agreement:.2f}"
+                f"  {len(ep.actions):4d}  {final}  {ep.states[:, 0].mean():+.2f}  {ep.agreement:.2f}"
             )
+            played.append(ep)
+
+    tilt = np.abs(np.concatenate([ep.states[:, 2] for ep in played]))
+    bins = list(zip(TILT_BINS[:-1], TILT_BINS[1:], strict=True))
+    print("posterior reconstruction MSE x 1e4 on those frames, by |theta| (rad):")
+    print("  world model", *(f"[{lo}, {hi})" for lo, hi in bins), "all", sep="  ")
+    for world_model in args.recon:
+        errors = 1e4 * recon_errors(world_model, played)
+        by_tilt = [errors[(tilt >= lo) & (tilt < hi)].mean() for lo, hi in bins]
+        print(f"  {world_model}", *(f"{e:.2f}" for e in by_tilt), f"{errors.mean():.2f}", sep="  ")
 
 
 if __name__ == "__main__":
