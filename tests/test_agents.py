@@ -10,7 +10,7 @@ from ditto.agents.rewards import SIMILARITIES, cosine, max_cosine, nearest_simil
 from ditto.agents.trainer import AgentTrainer, split_expert_episodes, train_agent
 from ditto.config import agent_config, world_model_config
 from ditto.data import Dataset
-from ditto.errors import ConfigError, DittoError, SpecError
+from ditto.errors import DittoError, SpecError
 from ditto.evaluation.protocol import evaluate_run, normalized_score
 from ditto.world_model.trainer import load_world_model, train_world_model
 
@@ -139,21 +139,10 @@ def test_each_method_learns_on_a_tiny_problem(world, tmp_path, algo, key, thresh
     assert _metric(tmp_path / algo, "val/action_accuracy")
 
 
-@pytest.mark.parametrize(
-    "options",
-    [{}, {"reward_match": "nearest", "learner_starts": 0.5}],
-    ids=["paper", "learner_starts"],
-)
-def test_stop_and_resume_gives_the_same_updates(world, tmp_path, options):
+def test_stop_and_resume_gives_the_same_updates(world, tmp_path):
     def config(steps):
         return agent_config(
-            "debug",
-            algo="ditto",
-            expert_episodes=3,
-            steps=steps,
-            log_every=1,
-            checkpoint_every=5,
-            **options,
+            "debug", algo="ditto", expert_episodes=3, steps=steps, log_every=1, checkpoint_every=5
         )
 
     train_agent(config(10), world / "expert", tmp_path / "straight", world / "wm", progress=False)
@@ -166,22 +155,6 @@ def test_stop_and_resume_gives_the_same_updates(world, tmp_path, options):
     )
     snapshots = sorted(p.name for p in (tmp_path / "split" / "checkpoints").iterdir())
     assert snapshots == ["step_00000005.safetensors", "step_00000010.safetensors"]
-
-
-def test_learner_starts_continue_from_the_previous_rollouts_ends(world, tmp_path):
-    config = agent_config(
-        "debug", algo="ditto", expert_episodes=3, reward_match="nearest", learner_starts=0.5
-    )
-    trainer = AgentTrainer(config, world / "expert", tmp_path / "run", world / "wm", progress=False)
-    ditto = trainer.algo
-    ditto.update(0, trainer.generator)
-    ends = ditto.ends.features.clone()
-    starts = ditto.ends.mix_into(torch.zeros_like(ends), 0.5, torch.Generator().manual_seed(0))
-    half = len(ends) // 2
-    assert all((ends == row).all(-1).any() for row in starts[:half])  # each one of the ends
-    assert (starts[half:] == 0).all()  # the rest keep their expert starts
-    with pytest.raises(ConfigError, match="learner_starts needs .*reward_match nearest"):
-        agent_config("debug", algo="ditto", learner_starts=0.5)
 
 
 def test_evaluation_is_reproducible_and_read_only(world, tmp_path):

@@ -161,10 +161,6 @@ class AgentConfig(_JsonConfig):
     reward_match: str = (
         "time"  # time: the expert latent at the same index | nearest: any expert latent
     )
-    # DITTO with reward_match="nearest" only: the fraction of each batch that starts where the
-    # previous update's rollouts ended (the learner's own imagined states) instead of at expert
-    # states, so the actor also trains on where its drift leads (0: the paper, expert starts only)
-    learner_starts: float = 0.0
     # D-BC
     dbc_entropy: float = 0.1
     # D-GAIL
@@ -197,13 +193,6 @@ class AgentConfig(_JsonConfig):
                 raise ConfigError(
                     f"{name} must be one of {', '.join(allowed)}, got {getattr(self, name)!r}"
                 )
-        if not 0.0 <= self.learner_starts < 1.0:
-            raise ConfigError(f"learner_starts must be in [0, 1), got {self.learner_starts}")
-        if self.learner_starts and (self.algo != "ditto" or self.reward_match != "nearest"):
-            raise ConfigError(
-                "learner_starts needs algo ditto with reward_match nearest: a learner state has "
-                "no expert state at the same time index to compare with"
-            )
 
 
 AGENT_PRESETS: dict[str, AgentConfig] = {
