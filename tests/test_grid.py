@@ -20,6 +20,7 @@ TINY = {
             "expert_episodes": 2,
             "noisy_episodes": 1,
             "random_episodes": 1,
+            "more_noisy": [{"epsilon": 0.4, "episodes": 1}],
         }
     ],
     "presets": ["debug"],
@@ -38,6 +39,7 @@ def test_grid_runs_every_stage_and_skips_finished_cells(tmp_path):
     assert sorted(r["algo"] for r in results) == ["bc", "ditto"]
     root = tmp_path / "sweep" / "CartPole-v1"
     assert len(Dataset(root / "data" / "expert")) == 2
+    assert Dataset(root / "data" / "noisy2").metadata["source"]["epsilon"] == 0.4
     assert (root / "debug" / "world_model" / "checkpoint.safetensors").is_file()
     scored = root / "debug" / "agents" / "ditto-ne1-seed0" / EVAL
     first = scored.stat().st_mtime_ns
@@ -78,6 +80,10 @@ def test_parallel_cells_and_rescoring_under_new_evaluation_settings(tmp_path):
         ({"seeds": []}, "seeds must be a non-empty list"),
         ({"agent": {"lr": "1e-3"}}, "lr must be float, got '1e-3' \\(YAML reads 1e-3 as text"),
         ({"evaluation": {"checkpoints": 11}}, "more than the 2 snapshots"),
+        (
+            {"envs": [{**TINY["envs"][0], "more_noisy": [{"epsilon": "0.4", "episodes": 3}]}]},
+            "more_noisy entries look like \\{epsilon: 0.4, episodes: 40\\}",
+        ),
     ],
 )
 def test_bad_grids_fail_early_with_one_line(change, message):
