@@ -6,6 +6,7 @@ mean cart position, and how often the policy took the scripted expert's action:
 
     python benchmarks/cartpole_failures.py runs/ne4/ent01_s4 --steps 4400 --episodes 12
 
+With --trace K, the last K steps of the first failed episode: state, action, expert's action.
 With --recon WM [WM ...], each world model also filters those episodes' frames
 (posterior, as the deployed policy does) and its reconstruction error is printed
 by the pole's true tilt: how well the model perceives the learner's own states.
@@ -95,6 +96,7 @@ def main() -> None:
     parser.add_argument("--episodes", type=int, default=12)
     parser.add_argument("--seed", type=int, default=100, help="episode i uses env seed SEED+i")
     parser.add_argument("--recon", nargs="+", default=[], metavar="WM", help="world-model runs")
+    parser.add_argument("--trace", type=int, default=0, metavar="K")
     args = parser.parse_args()
 
     saved = read_config(args.run)
@@ -114,6 +116,17 @@ def main() -> None:
                 f"  {len(ep.actions):4d}  {final}  {ep.states[:, 0].mean():+.2f}  {ep.agreement:.2f}"
             )
             played.append(ep)
+
+    failed = [ep for ep in played if len(ep.actions) < 500]
+    if args.trace and failed:
+        ep = failed[0]
+        expert = (ep.states[:-1] @ CartPoleExpert.GAINS > 0).astype(int)
+        print(
+            f"the last {args.trace} steps of the first failed episode: t, state, action, expert's"
+        )
+        for t in range(max(0, len(ep.actions) - args.trace), len(ep.actions)):
+            state = np.array2string(ep.states[t], precision=2)
+            print(f"  {t:4d}  {state}  {ep.actions[t]}  {expert[t]}")
 
     tilt = np.abs(np.concatenate([ep.states[:, 2] for ep in played]))
     bins = list(zip(TILT_BINS[:-1], TILT_BINS[1:], strict=True))
