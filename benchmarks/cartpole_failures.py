@@ -43,7 +43,11 @@ class Played:
     frames: np.ndarray  # (T+1, C, H, W) uint8
     actions: np.ndarray  # (T,)
     states: np.ndarray  # (T+1, 4) true (x, x_dot, theta, theta_dot) of each frame
-    agreement: float  # fraction of steps where the policy took the expert's action
+    expert_actions: np.ndarray  # (T,) what the scripted expert would have done at each step
+
+    @property
+    def agreement(self) -> float:
+        return float(np.mean(self.actions == self.expert_actions))
 
 
 def play(agent, spec: EnvSpec, seed: int) -> Played:
@@ -64,7 +68,7 @@ def play(agent, spec: EnvSpec, seed: int) -> Played:
         env.close()
     states = np.stack(states)
     expert = (states[:-1] @ CartPoleExpert.GAINS > 0).astype(int)
-    return Played(np.stack(frames), np.array(actions), states, float(np.mean(expert == actions)))
+    return Played(np.stack(frames), np.array(actions), states, expert)
 
 
 @torch.no_grad()
@@ -120,14 +124,15 @@ def main() -> None:
     failed = [ep for ep in played if len(ep.actions) < 500]
     if args.trace and failed:
         ep = failed[0]
-        expert = (ep.states[:-1] @ CartPoleExpert.GAINS > 0).astype(int)
         print(
             f"the last {args.trace} steps of the first failed episode: t, state, action, expert's"
         )
         for t in range(max(0, len(ep.actions) - args.trace), len(ep.actions)):
             state = np.array2string(ep.states[t], precision=2)
-            print(f"  {t:4d}  {state}  {ep.actions[t]}  {expert[t]}")
+            print(f"  {t:4d}  {state}  {ep.actions[t]}  {ep.expert_actions[t]}")
 
+    if not args.recon:
+        return
     tilt = np.abs(np.concatenate([ep.states[:, 2] for ep in played]))
     bins = list(zip(TILT_BINS[:-1], TILT_BINS[1:], strict=True))
     print("posterior reconstruction MSE x 1e4 on those frames, by |theta| (rad):")
