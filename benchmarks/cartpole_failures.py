@@ -7,6 +7,8 @@ mean cart position, and how often the policy took the scripted expert's action:
     python benchmarks/cartpole_failures.py runs/ne4/ent01_s4 --steps 4400 --episodes 12
 
 With --trace K, the last K steps of the first failed episode: state, action, expert's action.
+With --expert-seeds N, where the scripted expert takes the cart in the episodes from env seeds
+0..N-1 (a dataset collected with --seed 0 holds those, in that order).
 With --recon WM [WM ...], each world model also filters those episodes' frames
 (posterior, as the deployed policy does) and its reconstruction error is printed
 by the pole's true tilt: how well the model perceives the learner's own states.
@@ -20,6 +22,7 @@ import argparse
 from dataclasses import dataclass
 from pathlib import Path
 
+import gymnasium as gym
 import numpy as np
 import torch
 
@@ -91,6 +94,22 @@ def recon_errors(world_model: str, episodes: list[Played]) -> np.ndarray:
     return np.concatenate(errors)
 
 
+def expert_positions(seeds: int) -> None:
+    env = gym.make("CartPole-v1")
+    print("scripted expert, env seed: length, min x, max x, mean x")
+    for seed in range(seeds):
+        env.reset(seed=seed)
+        positions = []
+        for _ in range(500):
+            state = env.unwrapped.state
+            positions.append(state[0])
+            _, _, terminated, truncated, _ = env.step(int(CartPoleExpert.GAINS @ state > 0))
+            if terminated or truncated:
+                break
+        x = np.array(positions)
+        print(f"  {seed:3d}  {len(x):4d}  {x.min():+.2f}  {x.max():+.2f}  {x.mean():+.2f}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -101,7 +120,10 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=100, help="episode i uses env seed SEED+i")
     parser.add_argument("--recon", nargs="+", default=[], metavar="WM", help="world-model runs")
     parser.add_argument("--trace", type=int, default=0, metavar="K")
+    parser.add_argument("--expert-seeds", type=int, default=0, metavar="N")
     args = parser.parse_args()
+    if args.expert_seeds:
+        expert_positions(args.expert_seeds)
 
     saved = read_config(args.run)
     spec = EnvSpec.from_json(saved["env"])
