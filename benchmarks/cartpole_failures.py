@@ -22,7 +22,6 @@ import argparse
 from dataclasses import dataclass
 from pathlib import Path
 
-import gymnasium as gym
 import numpy as np
 import torch
 
@@ -53,14 +52,20 @@ class Played:
         return float(np.mean(self.actions == self.expert_actions))
 
 
+def _env(spec: EnvSpec):
+    return make_env(spec.env_id, size=spec.obs_shape[1], grayscale=spec.obs_shape[0] == 1)
+
+
 def play(agent, spec: EnvSpec, seed: int) -> Played:
     torch.manual_seed(seed)
-    env = make_env(spec.env_id, size=spec.obs_shape[1], grayscale=spec.obs_shape[0] == 1)
+    expert, env = CartPoleExpert(), _env(spec)
     frame, _ = env.reset(seed=seed)
-    frames, actions, states = [frame], [], [np.array(env.get_wrapper_attr("state"))]
+    frames, actions, expert_actions = [frame], [], []
+    states = [np.array(env.get_wrapper_attr("state"))]
     try:
         while True:
             action = int(agent.act(frame[None], np.array([len(actions) == 0]))[0])
+            expert_actions.append(expert.act(env, frame))
             frame, _, terminated, truncated, _ = env.step(action)
             frames.append(frame)
             actions.append(action)
@@ -69,9 +74,7 @@ def play(agent, spec: EnvSpec, seed: int) -> Played:
                 break
     finally:
         env.close()
-    states = np.stack(states)
-    expert = (states[:-1] @ CartPoleExpert.GAINS > 0).astype(int)
-    return Played(np.stack(frames), np.array(actions), states, expert)
+    return Played(np.stack(frames), np.array(actions), np.stack(states), np.array(expert_actions))
 
 
 @torch.no_grad()
@@ -94,20 +97,20 @@ def recon_errors(world_model: str, episodes: list[Played]) -> np.ndarray:
     return np.concatenate(errors)
 
 
-def expert_positions(seeds: int) -> None:
-    env = gym.make("CartPole-v1")
+def expert_positions(spec: EnvSpec, seeds: int) -> None:
+    expert, env = CartPoleExpert(), _env(spec)
     print("scripted expert, env seed: length, min x, max x, mean x")
     for seed in range(seeds):
-        env.reset(seed=seed)
+        frame, _ = env.reset(seed=seed)
         positions = []
-        for _ in range(500):
-            state = env.unwrapped.state
-            positions.append(state[0])
-            _, _, terminated, truncated, _ = env.step(int(CartPoleExpert.GAINS @ state > 0))
+        while True:
+            positions.append(env.get_wrapper_attr("state")[0])
+            frame, _, terminated, truncated, _ = env.step(expert.act(env, frame))
             if terminated or truncated:
                 break
         x = np.array(positions)
         print(f"  {seed:3d}  {len(x):4d}  {x.min():+.2f}  {x.max():+.2f}  {x.mean():+.2f}")
+    env.close()
 
 
 def main() -> None:
@@ -122,11 +125,10 @@ def main() -> None:
     parser.add_argument("--trace", type=int, default=0, metavar="K")
     parser.add_argument("--expert-seeds", type=int, default=0, metavar="N")
     args = parser.parse_args()
-    if args.expert_seeds:
-        expert_positions(args.expert_seeds)
-
     saved = read_config(args.run)
     spec = EnvSpec.from_json(saved["env"])
+    if args.expert_seeds:
+        expert_positions(spec, args.expert_seeds)
     load = agent_loader(saved, torch.device("cpu"), greedy=False)
     played = []
     for step in args.steps:

@@ -24,12 +24,12 @@ import torch
 from ditto.data import WindowSampler, open_datasets
 from ditto.runs import read_config
 from ditto.world_model.diagnostics import save_grid
-from ditto.world_model.model import to_uint8
 from ditto.world_model.networks import frames_to_input
 from ditto.world_model.trainer import (
     batch_to_torch,
     load_world_model,
     open_loop_curves,
+    open_loop_strips,
     split_episodes,
 )
 
@@ -61,9 +61,8 @@ def main() -> None:
             recon, predictions = model.open_loop(frames, actions, is_first, context)
         target = frames_to_input(frames)
         if args.pictures:
-            shown = frames[:4, context - 5 :].numpy()
-            drawn = to_uint8(torch.cat([recon[:4, -5:], predictions[:4]], 1)).numpy()
-            save_grid(args.pictures / f"open_loop_{context}.png", shown, drawn, 5)
+            real, drawn, shown = open_loop_strips(frames[:4], recon[:4], predictions[:4], context)
+            save_grid(args.pictures / f"open_loop_{context}.png", real, drawn, shown)
         open_loop, copy_last = open_loop_curves(predictions, frames, context)
         recon_last5 = (recon[:, -5:] - target[:, context - 5 : context]).square().mean()
         print(

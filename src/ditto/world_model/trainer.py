@@ -44,8 +44,6 @@ from ditto.world_model.model import WorldModel, to_uint8
 from ditto.world_model.networks import frames_to_input
 from ditto.world_model.rssm import State, detach_state
 
-_CONTEXT_SHOWN = 5  # context frames drawn before the open-loop ones in the diagnostics
-
 
 class TrainingDiverged(DittoError):
     """The loss became NaN or Inf."""
@@ -289,14 +287,9 @@ class WorldModelTrainer:
             if k <= horizon:
                 metrics[f"val/open_loop_mse_k{k}"] = float(open_loop_error[k - 1])
                 metrics[f"val/copy_last_mse_k{k}"] = float(copy_last_error[k - 1])
-        # The pictures: the last few context frames, then the open-loop ones.
-        shown = min(context, _CONTEXT_SHOWN)
-        model_frames = (
-            to_uint8(torch.cat([context_recon[:, -shown:].float(), predictions.float()], 1))
-            .cpu()
-            .numpy()
+        real_frames, model_frames, shown = open_loop_strips(
+            frames, context_recon, predictions, context
         )
-        real_frames = frames[:, context - shown :].cpu().numpy()
         save_grid(
             self.out / "diagnostics" / "open_loop.png",
             real_frames[:pictures],
@@ -322,6 +315,21 @@ def open_loop_curves(
     open_loop = (predictions.float() - future).square().mean((0, 2, 3, 4))
     copy_last = (target[:, context - 1 : context] - future).square().mean((0, 2, 3, 4))
     return open_loop, copy_last
+
+
+def open_loop_strips(
+    frames: torch.Tensor,
+    context_recon: torch.Tensor,
+    predictions: torch.Tensor,
+    context: int,
+    shown: int = 5,
+) -> tuple[np.ndarray, np.ndarray, int]:
+    """What the diagnostics draw: the last `shown` (at most) context frames, then the open-loop
+    ones; real and model frames as uint8 arrays, and how many context frames lead them."""
+    shown = min(context, shown)
+    real = frames[:, context - shown :].cpu().numpy()
+    model = torch.cat([context_recon[:, context - shown :].float(), predictions.float()], 1)
+    return real, to_uint8(model).cpu().numpy(), shown
 
 
 def train_world_model(
