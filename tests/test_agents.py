@@ -11,6 +11,7 @@ from ditto.agents.trainer import AgentTrainer, split_expert_episodes, train_agen
 from ditto.config import agent_config, world_model_config
 from ditto.data import Dataset
 from ditto.errors import DittoError, SpecError
+from ditto.runs import read_config
 from ditto.evaluation.protocol import evaluate_run, normalized_score
 from ditto.world_model.trainer import load_world_model, train_world_model
 
@@ -155,6 +156,7 @@ def test_stop_and_resume_gives_the_same_updates(world, tmp_path):
     )
     snapshots = sorted(p.name for p in (tmp_path / "split" / "checkpoints").iterdir())
     assert snapshots == ["step_00000005.safetensors", "step_00000010.safetensors"]
+    assert read_config(tmp_path / "split")["agent"] == read_config(tmp_path / "straight")["agent"]
 
 
 def test_evaluation_is_reproducible_and_read_only(world, tmp_path):

@@ -9,6 +9,7 @@ from ditto.config import world_model_config
 from ditto.data import ChunkSampler, Dataset
 from ditto.envs import env_spec
 from ditto.errors import DittoError, SpecError
+from ditto.runs import read_config
 from ditto.world_model.model import WorldModel
 from ditto.world_model.rssm import State
 from ditto.world_model.trainer import (
@@ -145,6 +146,8 @@ def test_stop_and_resume_gives_the_same_losses(make_dataset, tmp_path):
     straight, split = _losses(tmp_path / "straight"), _losses(tmp_path / "split")
     assert list(split) == list(range(1, 17))
     assert split == straight
+    # the resumed run's config records the steps it now trains for, as the straight run's does
+    assert read_config(tmp_path / "split") == read_config(tmp_path / "straight")
 
 
 def test_resume_takes_the_lr_from_the_runs_config(make_dataset, tmp_path):

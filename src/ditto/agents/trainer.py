@@ -135,8 +135,7 @@ class AgentTrainer:
         self.step = 0
         if resuming:
             self._load()
-        else:
-            self._write_config()
+        self._write_config()  # on resume too, so that it records how long the run now trains
         self.log = MetricsLog(self.out, self.step if resuming else None)
 
     def _autocast(self):

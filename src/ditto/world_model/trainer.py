@@ -131,8 +131,7 @@ class WorldModelTrainer:
         self.step = 0
         if resuming:
             self._load()
-        else:
-            self._write_config()
+        self._write_config()  # on resume too, so that it records how long the run now trains
         self.log = MetricsLog(self.out, self.step if resuming else None)
         self._step_fn = torch.compile(self._train_step) if config.compile else self._train_step
 
