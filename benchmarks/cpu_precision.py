@@ -3,8 +3,9 @@
     python benchmarks/cpu_precision.py --threads 1
 
 Times a world-model-sized matmul and a paper-encoder convolution in both
-dtypes (median of 5 after 2 warm-ups) and prints one JSON line with the ratios
-and whether ditto detected native bf16 on this CPU.
+dtypes (median of 5 after 2 warm-ups) and prints one JSON line with the ratios,
+whether ditto detected native bf16 on this CPU, and the fp32 matmul's GFLOP/s
+(the most these cores sustain: the roofline for the speed goals).
 """
 
 from __future__ import annotations
@@ -49,6 +50,8 @@ def main() -> None:
         x, w = torch.randn(16, 48, 64, 64, dtype=dtype), torch.randn(96, 48, 4, 4, dtype=dtype)
         result[f"matmul_{name}_s"] = median_seconds(lambda a=a, b=b: a @ b)
         result[f"conv_{name}_s"] = median_seconds(lambda x=x, w=w: F.conv2d(x, w, stride=2))
+    # The roofline for the speed goals: what this CPU sustains on a large fp32 matmul.
+    result["matmul_fp32_gflops"] = 2 * 800 * 1280 * 3072 / result["matmul_fp32_s"] / 1e9
     result["matmul_bf16_slowdown"] = result["matmul_bf16_s"] / result["matmul_fp32_s"]
     result["conv_bf16_slowdown"] = result["conv_bf16_s"] / result["conv_fp32_s"]
     print(json.dumps(result))

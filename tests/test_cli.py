@@ -3,6 +3,7 @@ import re
 
 import numpy as np
 import pytest
+import torch
 
 from ditto.cli import main
 from ditto.data import Dataset
@@ -267,4 +268,14 @@ def test_bench_commands_run(capsys, bench):
         result["preset"] == "debug"
         and result["mode"] == "fp32"
         and result["speedup_vs_first_mode"] == 1.0
+        and result["tflops_per_s"] > 0
     )
+
+
+def test_flop_count_of_a_matmul_and_its_backward():
+    from ditto.world_model.bench import count_flops
+
+    a = torch.randn(4, 8, requires_grad=True)
+    b = torch.randn(8, 16)
+    # forward 2*4*8*16; backward (grad of a only) the same again
+    assert count_flops(lambda: (a @ b).sum().backward()) == 2 * (2 * 4 * 8 * 16)

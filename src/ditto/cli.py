@@ -154,11 +154,11 @@ def _cmd_bench_world_model(args: argparse.Namespace) -> None:
         length=args.length,
     )
     for r in results:
-        extra = f", {r['tflops_per_s']:.1f} TFLOP/s" if "tflops_per_s" in r else ""
         _print_bench(
             args,
             r,
-            f"B{r['batch']}xL{r['length']}: {r['step_s']:.3f} s/step, {r['frames_per_s']:.0f} frames/s{extra}",
+            f"B{r['batch']}xL{r['length']}: {r['step_s']:.3f} s/step, {r['frames_per_s']:.0f} frames/s, "
+            f"{r['gflop_per_step']:.1f} GFLOP/step at {r['tflops_per_s']:.3g} TFLOP/s",
         )
 
 
@@ -176,7 +176,12 @@ def _cmd_bench_imagination(args: argparse.Namespace) -> None:
         warmup=args.warmup,
     )
     for r in results:
-        _print_bench(args, r, f"B{r['batch']}xH{r['horizon']}: {r['update_s']:.3f} s/update")
+        _print_bench(
+            args,
+            r,
+            f"B{r['batch']}xH{r['horizon']}: {r['update_s']:.3f} s/update, "
+            f"{r['gflop_per_update']:.1f} GFLOP/update at {r['tflops_per_s']:.3g} TFLOP/s",
+        )
 
 
 def _print_bench(args: argparse.Namespace, result: dict, measured: str) -> None:

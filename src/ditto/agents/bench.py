@@ -19,7 +19,7 @@ from ditto.agents.ditto import Ditto
 from ditto.agents.expert_data import ExpertLatents
 from ditto.config import agent_config, world_model_config
 from ditto.envs import env_spec
-from ditto.world_model.bench import MODES, _device_name, time_calls
+from ditto.world_model.bench import MODES, _device_name, count_flops, time_calls
 from ditto.world_model.model import WorldModel
 
 
@@ -66,6 +66,7 @@ def bench_imagination(
             )
             config = agent_config(preset, batch=batch, horizon=horizon)
             algo = Ditto(model, synthetic_latents(model, 8, 200, horizon, device), config)
+            flops = count_flops(lambda algo=algo: algo.update(0, torch.Generator().manual_seed(0)))
             if compiled:
                 model.rssm.img_step = torch.compile(model.rssm.img_step)
                 algo.actor.forward = torch.compile(algo.actor.forward)
@@ -87,4 +88,6 @@ def bench_imagination(
                 "updates_per_s": 1.0 / median,
                 "speedup_vs_first_mode": baseline / median,
                 "warmup_s": warmup_s,
+                "gflop_per_update": flops / 1e9,
+                "tflops_per_s": flops / median / 1e12,
             }

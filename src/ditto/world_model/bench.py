@@ -34,16 +34,17 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def step_flops(model: WorldModel, batch: int, length: int, device: torch.device) -> float | None:
-    """FLOPs of one training step (forward + backward), counted by torch's FlopCounterMode."""
+def count_flops(fn) -> float:
+    """FLOPs of one call of fn, forward and backward kernels alike, as torch's FlopCounterMode counts them.
+
+    Called on the eager function (a compiled one would hide its kernels), so
+    every mode of a preset reports the same count and its own FLOP/s.
+    """
     from torch.utils.flop_counter import FlopCounterMode
 
-    frames, actions, is_first = _batch(model, batch, length, device)
     counter = FlopCounterMode(display=False)
     with counter:
-        loss, _, _ = model.loss(frames, actions, is_first)
-        loss.backward()
-    model.zero_grad(set_to_none=True)
+        fn()
     return float(counter.get_total_flops())
 
 
@@ -87,6 +88,7 @@ def bench_mode(
         torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
         optimizer.step()
 
+    flops = count_flops(train_step)
     step = torch.compile(train_step) if compiled else train_step
     warmup_s, median = time_calls(lambda _: step(), device, steps, warmup)
     result = {
@@ -100,10 +102,9 @@ def bench_mode(
         "steps_per_s": 1.0 / median,
         "frames_per_s": config.batch * config.length / median,
         "warmup_s": warmup_s,
+        "gflop_per_step": flops / 1e9,
+        "tflops_per_s": flops / median / 1e12,
     }
-    if device.type == "cuda":
-        flops = step_flops(model, config.batch, config.length, device)
-        result["tflops_per_s"] = flops / median / 1e12
     return result
 
 
