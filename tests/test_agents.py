@@ -11,8 +11,8 @@ from ditto.agents.trainer import AgentTrainer, split_expert_episodes, train_agen
 from ditto.config import agent_config, world_model_config
 from ditto.data import Dataset
 from ditto.errors import DittoError, SpecError
-from ditto.runs import read_config
 from ditto.evaluation.protocol import evaluate_run, normalized_score
+from ditto.runs import read_config
 from ditto.world_model.trainer import load_world_model, train_world_model
 
 
