@@ -5,7 +5,8 @@
 Each preset pairs the world-model and agent presets of the same name, at batch
 512 x horizon 15 unless overridden. The expert latents are synthetic (random
 states of the model): speed does not depend on their values. All modes run in
-one process so their ratios are comparable; medians over timed updates.
+one process so their ratios are comparable; medians over timed updates, with
+each update's FLOPs and the rate achieved.
 """
 
 from __future__ import annotations

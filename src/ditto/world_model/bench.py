@@ -5,6 +5,8 @@
 All modes run in one process on the same synthetic batch (speed does not
 depend on the pixels), so their ratios are comparable; each mode reports the
 median over timed steps after warm-up (compilation happens during warm-up).
+Each mode also reports the step's FLOPs and the rate it achieves (on a CPU,
+compare it with `benchmarks/cpu_precision.py`'s matmul GFLOP/s).
 """
 
 from __future__ import annotations
