@@ -279,3 +279,24 @@ def test_flop_count_of_a_matmul_and_its_backward():
     b = torch.randn(8, 16)
     # forward 2*4*8*16; backward (grad of a only) the same again
     assert count_flops(lambda: (a @ b).sum().backward()) == 2 * (2 * 4 * 8 * 16)
+
+
+def test_resume_without_steps_keeps_the_runs_length(tmp_path, capsys, make_dataset):
+    """A run started with --steps N and resumed without --steps trains to N, not to the
+    preset's default (20 for debug)."""
+    data, _ = make_dataset()
+    wm = str(tmp_path / "wm")
+    train_wm = ["train-world-model", "--data", str(data), "--out", wm, "--preset", "debug"]
+    assert run(capsys, *train_wm, "--steps", "4")[0] == 0
+    code, out, _ = run(capsys, *train_wm, "--resume")
+    assert code == 0 and "trained for 4 steps" in out
+    assert json.loads((tmp_path / "wm" / "config.json").read_text())["world_model"]["steps"] == 4
+
+    agent = str(tmp_path / "dbc")
+    train = ["train", "--algo", "dbc", "--world-model", wm, "--expert-data", str(data)]
+    train += ["--expert-episodes", "2", "--out", agent, "--preset", "debug"]
+    assert run(capsys, *train, "--steps", "3")[0] == 0
+    code, out, _ = run(capsys, *train, "--resume")
+    assert code == 0 and "trained for 3 updates" in out
+    code, out, _ = run(capsys, *train, "--resume", "--steps", "5")
+    assert code == 0 and "trained for 5 updates" in out

@@ -120,13 +120,24 @@ def _cmd_expert_eval(args: argparse.Namespace) -> None:
         )
 
 
+def _steps_to_train(args: argparse.Namespace, section: str) -> int | None:
+    """--steps; when resuming without it, the run's own length, so that a stopped run finishes
+    where it was meant to (not at the preset's default). None: the preset's default."""
+    from ditto.runs import CONFIG, read_config
+
+    out = Path(args.out)
+    if args.steps is None and args.resume and (out / CONFIG).is_file():
+        return read_config(out)[section]["steps"]
+    return args.steps
+
+
 def _cmd_train_world_model(args: argparse.Namespace) -> None:
     from ditto.config import world_model_config
     from ditto.world_model.trainer import train_world_model
 
     config = world_model_config(
         args.preset,
-        steps=args.steps,
+        steps=_steps_to_train(args, "world_model"),
         batch=args.batch,
         length=args.length,
         seed=args.seed,
@@ -204,7 +215,7 @@ def _cmd_train(args: argparse.Namespace) -> None:
         args.preset,
         algo=args.algo,
         expert_episodes=args.expert_episodes,
-        steps=args.steps,
+        steps=_steps_to_train(args, "agent"),
         seed=args.seed,
         horizon=args.horizon,
         batch=args.batch,
@@ -338,7 +349,7 @@ def build_parser() -> argparse.ArgumentParser:
         choices=["debug", "small", "paper"],
         help="model size (default small)",
     )
-    p.add_argument("--steps", type=int, default=None, help="training steps (default: the preset's)")
+    p.add_argument("--steps", type=int, default=None, help="training steps (default: the preset's; with --resume, the run's own)")
     p.add_argument(
         "--batch", type=int, default=None, help="sequences per batch (default: the preset's)"
     )
@@ -377,7 +388,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--out", required=True, metavar="RUN", help="run directory")
     p.add_argument("--preset", default="small", choices=["debug", "small", "paper"])
-    p.add_argument("--steps", type=int, default=None, help="updates (default: the preset's)")
+    p.add_argument("--steps", type=int, default=None, help="updates (default: the preset's; with --resume, the run's own)")
     p.add_argument("--seed", type=int, default=None)
     p.add_argument("--device", default="auto")
     p.add_argument(
