@@ -349,7 +349,12 @@ def build_parser() -> argparse.ArgumentParser:
         choices=["debug", "small", "paper"],
         help="model size (default small)",
     )
-    p.add_argument("--steps", type=int, default=None, help="training steps (default: the preset's; with --resume, the run's own)")
+    p.add_argument(
+        "--steps",
+        type=int,
+        default=None,
+        help="training steps (default: the preset's; with --resume, the run's own)",
+    )
     p.add_argument(
         "--batch", type=int, default=None, help="sequences per batch (default: the preset's)"
     )
@@ -388,7 +393,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--out", required=True, metavar="RUN", help="run directory")
     p.add_argument("--preset", default="small", choices=["debug", "small", "paper"])
-    p.add_argument("--steps", type=int, default=None, help="updates (default: the preset's; with --resume, the run's own)")
+    p.add_argument(
+        "--steps",
+        type=int,
+        default=None,
+        help="updates (default: the preset's; with --resume, the run's own)",
+    )
     p.add_argument("--seed", type=int, default=None)
     p.add_argument("--device", default="auto")
     p.add_argument(
