@@ -125,7 +125,7 @@ def main() -> None:
     parser.add_argument("--trace", type=int, default=0, metavar="K")
     parser.add_argument("--expert-seeds", type=int, default=0, metavar="N")
     args = parser.parse_args()
-    saved = read_config(args.run)
+    saved = read_config(args.run, "agent")
     spec = EnvSpec.from_json(saved["env"])
     if args.expert_seeds:
         expert_positions(spec, args.expert_seeds)

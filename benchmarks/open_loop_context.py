@@ -45,7 +45,7 @@ def main() -> None:
     parser.add_argument("--pictures", type=Path)
     args = parser.parse_args()
 
-    saved = read_config(Path(args.run))
+    saved = read_config(Path(args.run), "world_model")
     config = saved["world_model"]
     episodes = [ep for dataset in open_datasets(saved["data"]) for ep in dataset]
     _, val_ids = split_episodes(len(episodes), config["val_episodes"], config["seed"])

@@ -156,7 +156,10 @@ def test_stop_and_resume_gives_the_same_updates(world, tmp_path):
     )
     snapshots = sorted(p.name for p in (tmp_path / "split" / "checkpoints").iterdir())
     assert snapshots == ["step_00000005.safetensors", "step_00000010.safetensors"]
-    assert read_config(tmp_path / "split")["agent"] == read_config(tmp_path / "straight")["agent"]
+    assert (
+        read_config(tmp_path / "split", "agent")["agent"]
+        == read_config(tmp_path / "straight", "agent")["agent"]
+    )
 
 
 def test_evaluation_is_reproducible_and_read_only(world, tmp_path):

@@ -300,3 +300,27 @@ def test_resume_without_steps_keeps_the_runs_length(tmp_path, capsys, make_datas
     assert code == 0 and "trained for 3 updates" in out
     code, out, _ = run(capsys, *train, "--resume", "--steps", "5")
     assert code == 0 and "trained for 5 updates" in out
+
+
+def test_a_run_of_the_wrong_kind_or_a_damaged_config_is_one_line(tmp_path, capsys, make_dataset):
+    data, _ = make_dataset()
+    wm = tmp_path / "wm"
+    train_wm = ["train-world-model", "--data", str(data), "--out", str(wm), "--preset", "debug"]
+    assert run(capsys, *train_wm, "--steps", "2")[0] == 0
+
+    def error_of(*argv):
+        code, _, err = run(capsys, *argv)
+        lines = [line for line in err.splitlines() if line.strip()]
+        assert code == 2 and len(lines) == 1 and lines[0].startswith("error: ")
+        return lines[0]
+
+    assert "not an agent run (a world-model run)" in error_of("evaluate", str(wm))
+    train = ["train", "--algo", "dbc", "--expert-data", str(data), "--expert-episodes", "2"]
+    assert "not a world-model run (no config.json)" in error_of(
+        *train, "--world-model", str(data), "--out", str(tmp_path / "a")
+    )
+    (wm / "config.json").write_text('{"kind": "world_model", "env"')
+    assert "config.json is damaged" in error_of(
+        *train, "--world-model", str(wm), "--out", str(tmp_path / "b")
+    )
+    assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()

@@ -147,7 +147,9 @@ def test_stop_and_resume_gives_the_same_losses(make_dataset, tmp_path):
     assert list(split) == list(range(1, 17))
     assert split == straight
     # the resumed run's config records the steps it now trains for, as the straight run's does
-    assert read_config(tmp_path / "split") == read_config(tmp_path / "straight")
+    assert read_config(tmp_path / "split", "world_model") == read_config(
+        tmp_path / "straight", "world_model"
+    )
 
 
 def test_resume_takes_the_lr_from_the_runs_config(make_dataset, tmp_path):

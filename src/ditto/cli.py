@@ -127,7 +127,7 @@ def _steps_to_train(args: argparse.Namespace, section: str) -> int | None:
 
     out = Path(args.out)
     if args.steps is None and args.resume and (out / CONFIG).is_file():
-        return read_config(out)[section]["steps"]
+        return read_config(out, section)[section]["steps"]
     return args.steps
 
 

@@ -37,8 +37,29 @@ def has_checkpoint(out: Path, resume: bool) -> bool:
     return exists and resume
 
 
-def read_config(out: Path) -> dict[str, Any]:
-    return json.loads((out / CONFIG).read_text())
+# What each kind of run is called, and the command that makes one.
+RUN_KINDS = {
+    "world_model": ("a world-model run", "ditto train-world-model"),
+    "agent": ("an agent run", "ditto train"),
+}
+
+
+def read_config(run: Path, kind: str) -> dict[str, Any]:
+    """The config.json of a run of `kind` ("world_model" or "agent"), or a one-line error
+    when the directory holds none, a damaged one, or another kind of run's."""
+    what, command = RUN_KINDS[kind]
+    path = Path(run) / CONFIG
+    if not path.is_file():
+        raise DittoError(f"{run}: not {what} (no {CONFIG}); train one with `{command}`")
+    try:
+        saved = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise DittoError(f"{path} is damaged ({exc}); retrain the run or restore the file") from exc
+    found = saved.get("kind") if isinstance(saved, dict) else None
+    if found != kind:
+        found_what = RUN_KINDS[found][0] if found in RUN_KINDS else "not a ditto run"
+        raise DittoError(f"{run}: not {what} ({found_what}); train one with `{command}`")
+    return saved
 
 
 def versions() -> dict[str, str]:

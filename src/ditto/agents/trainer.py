@@ -96,7 +96,7 @@ class AgentTrainer:
         self.out, self.progress = Path(out), progress
         resuming = has_checkpoint(self.out, resume)
         if resuming:
-            saved = read_config(self.out)
+            saved = read_config(self.out, "agent")
             config = AgentConfig.from_json({**saved["agent"], "steps": config.steps})
             expert_data, world_model = saved["expert_data"], saved["world_model"]
         self.config, self.expert_data = config, str(expert_data)

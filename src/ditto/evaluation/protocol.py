@@ -27,7 +27,7 @@ from ditto.device import resolve_device
 from ditto.envs import env_spec, make_vector_env
 from ditto.errors import DittoError
 from ditto.evaluation.policy import LatentAgent, PixelAgent, RandomAgent
-from ditto.runs import CONFIG, read_config
+from ditto.runs import read_config
 from ditto.specs import EnvSpec
 from ditto.world_model.trainer import load_world_model
 
@@ -108,9 +108,7 @@ def evaluate_run(
 ) -> dict[str, Any]:
     """Score a run under the protocol: its last `checkpoints` snapshots x `episodes` episodes each."""
     run = Path(run)
-    if not (run / CONFIG).is_file():
-        raise DittoError(f"{run}: not an agent run (no {CONFIG}); train one with `ditto train`")
-    saved = read_config(run)
+    saved = read_config(run, "agent")
     config = AgentConfig.from_json(saved["agent"])
     spec = EnvSpec.from_json(saved["env"])
     env_spec(

@@ -13,10 +13,9 @@ from ditto.checkpoint import load_checkpoint
 from ditto.config import AgentConfig
 from ditto.device import resolve_device
 from ditto.envs import make_env
-from ditto.errors import DittoError
 from ditto.evaluation.protocol import agent_loader, policy_snapshots
 from ditto.io import atomic_write_bytes
-from ditto.runs import CONFIG, read_config
+from ditto.runs import read_config
 from ditto.specs import EnvSpec
 
 
@@ -33,9 +32,7 @@ def record_episode(
     """Play one episode (at most max_steps) with the run's newest policy snapshot, write the
     frames the agent saw (upscaled `scale` times) to `out_gif`, and return the episode return."""
     run = Path(run)
-    if not (run / CONFIG).is_file():
-        raise DittoError(f"{run}: not an agent run (no {CONFIG}); train one with `ditto train`")
-    saved = read_config(run)
+    saved = read_config(run, "agent")
     spec = EnvSpec.from_json(saved["env"])
     greedy = AgentConfig.from_json(saved["agent"]).greedy if greedy is None else greedy
     newest = policy_snapshots(run)[-1]

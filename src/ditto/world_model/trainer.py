@@ -78,11 +78,7 @@ class WorldModelRun:
 def load_world_model(run: str | Path, device: str = "cpu") -> WorldModelRun:
     """The world model of a run directory (its latest checkpoint), in eval mode."""
     run = Path(run)
-    if not (run / CONFIG).is_file():
-        raise DittoError(
-            f"{run}: not a world-model run (no {CONFIG}); train one with `ditto train-world-model`"
-        )
-    saved = read_config(run)
+    saved = read_config(run, "world_model")
     model = WorldModel(
         EnvSpec.from_json(saved["env"]), WorldModelConfig.from_json(saved["world_model"])
     )
@@ -106,7 +102,7 @@ class WorldModelTrainer:
         self.device = resolve_device(device)
         resuming = has_checkpoint(self.out, resume)
         if resuming:
-            saved = read_config(self.out)
+            saved = read_config(self.out, "world_model")
             # The run's own config wins, except for how long to train.
             config = WorldModelConfig.from_json({**saved["world_model"], "steps": config.steps})
             data = saved["data"]
