@@ -10,7 +10,7 @@ from ditto.agents.rewards import SIMILARITIES, cosine, max_cosine, nearest_simil
 from ditto.agents.trainer import AgentTrainer, split_expert_episodes, train_agent
 from ditto.config import agent_config, world_model_config
 from ditto.data import Dataset
-from ditto.errors import DittoError, SpecError
+from ditto.errors import ConfigError, DittoError, SpecError
 from ditto.evaluation.protocol import evaluate_run, normalized_score
 from ditto.runs import read_config
 from ditto.world_model.trainer import load_world_model, train_world_model
@@ -172,6 +172,9 @@ def test_evaluation_is_reproducible_and_read_only(world, tmp_path):
     assert first["episodes"] == 6 and len(first["checkpoints"]) == 2
     assert {"return_mean", "return_stderr", "normalized_score", "episodes"} <= first.keys()
     assert sorted((p.name, p.stat().st_mtime_ns) for p in run.rglob("*")) == before
+    for setting in ({"episodes": 0}, {"checkpoints": -1}, {"num_envs": 0}):
+        with pytest.raises(DittoError, match="must be >= 1"):
+            evaluate_run(run, progress=False, **setting)
     bc = train_agent(
         agent_config("debug", algo="bc", expert_episodes=2, steps=2),
         world / "expert",
@@ -186,6 +189,22 @@ def test_evaluation_is_reproducible_and_read_only(world, tmp_path):
 def test_normalized_score():
     assert normalized_score(500.0, 500.0, 20.0) == pytest.approx(1.0)
     assert normalized_score(20.0, 500.0, 20.0) == pytest.approx(0.0)
+
+
+@pytest.mark.parametrize(
+    ("make_config", "setting", "message"),
+    [
+        (agent_config, {"batch": 0}, "batch must be >= 1, got 0"),
+        (agent_config, {"horizon": -3}, "horizon must be >= 1, got -3"),
+        (agent_config, {"gamma": 1.5}, r"gamma must be in \[0, 1\], got 1.5"),
+        (agent_config, {"lr": float("nan")}, "lr must be a finite number >= 0, got nan"),
+        (world_model_config, {"length": 0}, "length must be >= 1, got 0"),
+        (world_model_config, {"kl_balance": 2.0}, r"kl_balance must be in \[0, 1\], got 2.0"),
+    ],
+)
+def test_out_of_range_settings_are_config_errors(make_config, setting, message):
+    with pytest.raises(ConfigError, match=message):
+        make_config("debug", **setting)
 
 
 def test_clear_errors(world, tmp_path, make_dataset):

@@ -8,6 +8,7 @@ usefully on a 2-core CPU in minutes), `paper` (the paper's sizes and batch).
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass, fields, replace
 from typing import Any
 
@@ -15,7 +16,24 @@ from ditto.errors import ConfigError
 
 
 class _JsonConfig:
-    """JSON round trip of a config dataclass (what config.json holds)."""
+    """JSON round trip of a config dataclass (what config.json holds), and range checks."""
+
+    _FRACTIONS: tuple[str, ...] = ()  # float settings that must lie in [0, 1]
+
+    def _check_ranges(self) -> None:
+        """Every int setting but the seed is a count or a size (>= 1); every float is finite
+        and >= 0. Caught here, a 0 batch is a one-line error, not a NaN deep in training."""
+        for field in fields(self):
+            value = getattr(self, field.name)
+            if isinstance(value, bool) or field.name == "seed":
+                continue
+            if isinstance(value, int) and value < 1:
+                raise ConfigError(f"{field.name} must be >= 1, got {value}")
+            if isinstance(value, float):
+                upper = 1.0 if field.name in self._FRACTIONS else math.inf
+                if not (math.isfinite(value) and 0.0 <= value <= upper):
+                    bounds = "in [0, 1]" if upper == 1.0 else "a finite number >= 0"
+                    raise ConfigError(f"{field.name} must be {bounds}, got {value}")
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -68,6 +86,11 @@ class WorldModelConfig(_JsonConfig):
     open_loop_context: int = 50
     open_loop_horizon: int = 15
     seed: int = 0
+
+    _FRACTIONS = ("kl_balance", "val_episodes")
+
+    def __post_init__(self) -> None:
+        self._check_ranges()
 
 
 WORLD_MODEL_PRESETS: dict[str, WorldModelConfig] = {
@@ -181,7 +204,10 @@ class AgentConfig(_JsonConfig):
     precision: str = "auto"
     seed: int = 0
 
+    _FRACTIONS = ("val_fraction", "gamma", "lam")
+
     def __post_init__(self) -> None:
+        self._check_ranges()
         if self.algo not in ALGOS:
             raise ConfigError(f"unknown algo {self.algo!r}; choose one of {', '.join(ALGOS)}")
         for name, allowed in (

@@ -116,6 +116,8 @@ def evaluate_run(
     ).check_compatible(spec, f"run {run}")
     protocol = resolve_protocol(config, checkpoints=checkpoints, episodes=episodes, greedy=greedy)
     episodes, greedy = protocol["episodes"], protocol["greedy"]
+    if num_envs is not None and num_envs < 1:
+        raise DittoError(f"--num-envs must be >= 1, got {num_envs}")
     num_envs = num_envs or config.eval_envs
     snapshots = policy_snapshots(run)[-protocol["checkpoints"] :]
     load = agent_loader(saved, resolve_device(device), greedy)
@@ -160,9 +162,12 @@ def resolve_protocol(
     config: AgentConfig, *, checkpoints: int | None, episodes: int | None, greedy: bool | None
 ) -> dict[str, Any]:
     """The evaluation settings, the run's own config filling in what is not given."""
+    for flag, value in (("--checkpoints", checkpoints), ("--episodes", episodes)):
+        if value is not None and value < 1:
+            raise DittoError(f"{flag} must be >= 1, got {value}")
     return {
-        "checkpoints": checkpoints or config.keep_checkpoints,
-        "episodes": episodes or config.eval_episodes,
+        "checkpoints": config.keep_checkpoints if checkpoints is None else checkpoints,
+        "episodes": config.eval_episodes if episodes is None else episodes,
         "greedy": config.greedy if greedy is None else greedy,
     }
 
