@@ -11,7 +11,8 @@ What the CartPole studies in RESULTS.md ran:
 
 Both resume a stopped run; the agent is then scored with `evaluate_run`, the
 score printed as JSON and saved as the run's eval.json (the same as `ditto
-evaluate RUN --checkpoints C --episodes E --json --save`), so `ditto report DIR`
+evaluate RUN --checkpoints C --episodes E --num-envs 10 --json --save`: the env
+count sets which env seeds the episodes get), so `ditto report DIR`
 aggregates these runs.
 """
 

@@ -170,6 +170,7 @@ def test_evaluation_is_reproducible_and_read_only(world, tmp_path):
     second = evaluate_run(run, episodes=3, progress=False)
     assert first == second
     assert first["episodes"] == 6 and len(first["checkpoints"]) == 2
+    assert first["num_envs"] == config.eval_envs  # recorded: it decides which episodes are played
     assert {"return_mean", "return_stderr", "normalized_score", "episodes"} <= first.keys()
     assert sorted((p.name, p.stat().st_mtime_ns) for p in run.rglob("*")) == before
     for setting in ({"episodes": 0}, {"checkpoints": -1}, {"num_envs": 0}):

@@ -451,7 +451,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--greedy", action="store_true", help="take the policy's mode instead of sampling"
     )
-    p.add_argument("--num-envs", type=int, default=None, help="vectorised envs (default 8)")
+    p.add_argument(
+        "--num-envs",
+        type=int,
+        default=None,
+        help="vectorised envs (default: the run's, 8); the count decides which episodes are "
+        "played, so compare scores made with the same count",
+    )
     p.add_argument("--device", default="auto")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.add_argument(

@@ -155,6 +155,7 @@ def evaluate_run(
         "checkpoints": per_checkpoint,
         "greedy": greedy,
         "protocol": protocol,
+        "num_envs": num_envs,  # with the seed, which episodes were played
     }
 
 
