@@ -260,10 +260,14 @@ def test_bench_commands_run(capsys, bench):
         "--json",
         "--device",
         "cpu",
-        *(["--batch", "8"] if bench == "imagination" else []),
+        *(["--batch", "8", "--reward-match", "nearest", "--expert-latents", "400"])
+        if bench == "imagination"
+        else [],
     )
     assert code == 0
     result = json.loads(stdout.splitlines()[0])
+    if bench == "imagination":
+        assert result["reward_match"] == "nearest" and result["expert_latents"] == 400
     assert (
         result["preset"] == "debug"
         and result["mode"] == "fp32"

@@ -185,12 +185,15 @@ def _cmd_bench_imagination(args: argparse.Namespace) -> None:
         horizon=args.horizon,
         steps=args.steps,
         warmup=args.warmup,
+        reward_match=args.reward_match,
+        expert_latents=args.expert_latents,
     )
     for r in results:
         _print_bench(
             args,
             r,
-            f"B{r['batch']}xH{r['horizon']}: {r['update_s']:.3f} s/update, "
+            f"B{r['batch']}xH{r['horizon']}, {r['reward_match']} reward over "
+            f"{r['expert_latents']} expert latents: {r['update_s']:.3f} s/update, "
             f"{r['gflop_per_update']:.1f} GFLOP/update at {r['tflops_per_s']:.3g} TFLOP/s",
         )
 
@@ -530,6 +533,18 @@ def build_parser() -> argparse.ArgumentParser:
         else:
             p.add_argument(
                 "--horizon", type=int, default=15, help="imagination horizon (default 15)"
+            )
+            p.add_argument(
+                "--reward-match",
+                choices=["time", "nearest"],
+                default="time",
+                help="DITTO's reward target (default time); nearest searches all expert latents",
+            )
+            p.add_argument(
+                "--expert-latents",
+                type=int,
+                default=1600,
+                help="synthetic expert latents (N_E x episode length; default 1600)",
             )
         p.add_argument("--json", action="store_true", help="one JSON object per line")
         p.set_defaults(func=func)

@@ -4,7 +4,10 @@
 
 Each preset pairs the world-model and agent presets of the same name, at batch
 512 x horizon 15 unless overridden. The expert latents are synthetic (random
-states of the model): speed does not depend on their values. All modes run in
+states of the model): speed does not depend on their values, but with
+`reward_match="nearest"` it does depend on their number (every imagined state
+is compared with all of them; N_E expert episodes of length T give N_E x T).
+All modes run in
 one process so their ratios are comparable; medians over timed updates, with
 each update's FLOPs and the rate achieved.
 """
@@ -22,6 +25,8 @@ from ditto.config import agent_config, world_model_config
 from ditto.envs import env_spec
 from ditto.world_model.bench import MODES, _device_name, count_flops, time_calls
 from ditto.world_model.model import WorldModel
+
+_EPISODE_LENGTH = 200  # of the synthetic expert episodes
 
 
 def synthetic_latents(
@@ -53,6 +58,8 @@ def bench_imagination(
     horizon: int = 15,
     steps: int = 5,
     warmup: int = 2,
+    reward_match: str = "time",
+    expert_latents: int = 1600,
 ) -> Iterator[dict]:
     """One result per preset x mode; speedups are against the first mode."""
     for preset in presets:
@@ -65,8 +72,10 @@ def bench_imagination(
                 .to(device)
                 .requires_grad_(False)
             )
-            config = agent_config(preset, batch=batch, horizon=horizon)
-            algo = Ditto(model, synthetic_latents(model, 8, 200, horizon, device), config)
+            config = agent_config(preset, batch=batch, horizon=horizon, reward_match=reward_match)
+            episodes = max(1, expert_latents // _EPISODE_LENGTH)
+            expert = synthetic_latents(model, episodes, _EPISODE_LENGTH, horizon, device)
+            algo = Ditto(model, expert, config)
             flops = count_flops(lambda algo=algo: algo.update(0, torch.Generator().manual_seed(0)))
             if compiled:
                 model.rssm.img_step = torch.compile(model.rssm.img_step)
@@ -85,6 +94,8 @@ def bench_imagination(
                 "device": _device_name(device),
                 "batch": batch,
                 "horizon": horizon,
+                "reward_match": reward_match,
+                "expert_latents": expert.features.shape[0],
                 "update_s": median,
                 "updates_per_s": 1.0 / median,
                 "speedup_vs_first_mode": baseline / median,
