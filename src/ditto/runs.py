@@ -1,6 +1,6 @@
 """Run-directory plumbing shared by the trainers: the resume rule, the metrics log, RNG state.
 
-RUN/config.json             what the run is (written once, atomically)
+RUN/config.json             what the run is (written atomically at the start and on resume)
 RUN/metrics.jsonl           one JSON object per log step
 RUN/events.*                the same scalars for TensorBoard
 RUN/checkpoint.safetensors  the latest full training state
@@ -57,7 +57,8 @@ def read_config(run: Path, kind: str) -> dict[str, Any]:
         raise DittoError(f"{path} is damaged ({exc}); retrain the run or restore the file") from exc
     found = saved.get("kind") if isinstance(saved, dict) else None
     if found != kind:
-        found_what = RUN_KINDS[found][0] if found in RUN_KINDS else "not a ditto run"
+        known = isinstance(found, str) and found in RUN_KINDS
+        found_what = RUN_KINDS[found][0] if known else "not a ditto run"
         raise DittoError(f"{run}: not {what} ({found_what}); train one with `{command}`")
     return saved
 
