@@ -11,10 +11,10 @@
 set -euo pipefail
 out=${1:?usage: pong_cpu_grid.sh OUT_DIR [N_E ...]}
 shift
-sizes=("${@:-4 15 60}")
+sizes=${*:-4 15 60}
 mkdir -p "$out"
 common='"batch": 128, "layers": 3, "units": 128, "checkpoint_every": 100, "seed": 0'
-for n in ${sizes[@]}; do
+for n in $sizes; do
   for algo in ditto dbc dgail bc; do
     case $algo in
       ditto) cfg="\"steps\": 1000, \"lr\": 1e-4, \"reward_match\": \"nearest\", \"entropy\": 0.01, $common" ;;

@@ -108,6 +108,13 @@ def evaluate_run(
 ) -> dict[str, Any]:
     """Score a run under the protocol: its last `checkpoints` snapshots x `episodes` episodes each."""
     run = Path(run)
+    for flag, value in (
+        ("--checkpoints", checkpoints),
+        ("--episodes", episodes),
+        ("--num-envs", num_envs),
+    ):
+        if value is not None and value < 1:
+            raise DittoError(f"{flag} must be >= 1, got {value}")
     saved = read_config(run, "agent")
     config = AgentConfig.from_json(saved["agent"])
     spec = EnvSpec.from_json(saved["env"])
@@ -116,9 +123,7 @@ def evaluate_run(
     ).check_compatible(spec, f"run {run}")
     protocol = resolve_protocol(config, checkpoints=checkpoints, episodes=episodes, greedy=greedy)
     episodes, greedy = protocol["episodes"], protocol["greedy"]
-    if num_envs is not None and num_envs < 1:
-        raise DittoError(f"--num-envs must be >= 1, got {num_envs}")
-    num_envs = num_envs or config.eval_envs
+    num_envs = config.eval_envs if num_envs is None else num_envs
     snapshots = policy_snapshots(run)[-protocol["checkpoints"] :]
     load = agent_loader(saved, resolve_device(device), greedy)
     per_checkpoint, all_returns = [], []
@@ -163,9 +168,6 @@ def resolve_protocol(
     config: AgentConfig, *, checkpoints: int | None, episodes: int | None, greedy: bool | None
 ) -> dict[str, Any]:
     """The evaluation settings, the run's own config filling in what is not given."""
-    for flag, value in (("--checkpoints", checkpoints), ("--episodes", episodes)):
-        if value is not None and value < 1:
-            raise DittoError(f"{flag} must be >= 1, got {value}")
     return {
         "checkpoints": config.keep_checkpoints if checkpoints is None else checkpoints,
         "episodes": config.eval_episodes if episodes is None else episodes,
