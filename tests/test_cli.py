@@ -328,3 +328,19 @@ def test_a_run_of_the_wrong_kind_or_a_damaged_config_is_one_line(tmp_path, capsy
         *train, "--world-model", str(wm), "--out", str(tmp_path / "b")
     )
     assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()
+
+
+def test_data_weights_reach_the_run_and_a_wrong_count_is_one_line(tmp_path, capsys, make_dataset):
+    expert, _ = make_dataset(name="expert")
+    other, _ = make_dataset(name="other", seed=1)
+    train_wm = ["train-world-model", "--data", str(expert), str(other), "--preset", "debug"]
+    code, _, err = run(capsys, *train_wm, "--out", str(tmp_path / "bad"), "--data-weights", "1")
+    assert code == 2 and err.strip().count("\n") == 0
+    assert "data_weights has 1 entries for 2 datasets" in err
+    assert not (tmp_path / "bad").exists()
+    wm = tmp_path / "wm"
+    code, _, _ = run(
+        capsys, *train_wm, "--out", str(wm), "--steps", "2", "--data-weights", "3", "1"
+    )
+    assert code == 0
+    assert json.loads((wm / "config.json").read_text())["world_model"]["data_weights"] == [3.0, 1.0]

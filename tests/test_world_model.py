@@ -167,6 +167,51 @@ def test_resume_takes_the_lr_from_the_runs_config(make_dataset, tmp_path):
     assert [group["lr"] for group in trainer.optimizer.param_groups] == [1e-5]
 
 
+def _share_of_frames(sampler, frames_of_first, calls=300):
+    first = 0
+    for _ in range(calls):
+        batch = sampler.sample()
+        first += sum(
+            frame.tobytes() in frames_of_first
+            for frame in batch.frames.reshape(-1, *batch.frames.shape[2:])
+        )
+    return first / (calls * sampler.batch * sampler.length)
+
+
+def test_data_weights_set_each_datasets_share_of_the_frames(make_dataset, tmp_path):
+    long_path, long_episodes = make_dataset(lengths=(40,) * 5, name="long", seed=1)
+    short_path, _ = make_dataset(lengths=(10,) * 5, name="short", seed=2)
+    frames_of_long = {frame.tobytes() for e in long_episodes for frame in e.observations}
+
+    def sampler(**overrides):
+        config = world_model_config("debug", batch=8, length=10, **overrides)
+        out = tmp_path / f"run{len(overrides)}"
+        trainer = WorldModelTrainer([long_path, short_path], out, config, progress=False)
+        return trainer, trainer.sampler
+
+    trainer, uniform = sampler()  # every frame equally likely
+    lengths = [len(e.observations) for e in trainer.train_episodes]
+    long_share = sum(n for n in lengths if n == max(lengths)) / sum(
+        lengths
+    )  # 0.76 or 0.83: one is held out
+    assert abs(_share_of_frames(uniform, frames_of_long) - long_share) < 0.06
+    trainer, weighted = sampler(data_weights=[1, 3])
+    assert abs(_share_of_frames(weighted, frames_of_long) - 0.25) < 0.06
+    saved = read_config(trainer.out, "world_model")["world_model"]["data_weights"]
+    assert saved == [1.0, 3.0] and world_model_config("debug", data_weights=saved).data_weights == (
+        1.0,
+        3.0,
+    )
+
+    with pytest.raises(DittoError, match="data_weights has 3 entries for 2 datasets"):
+        sampler(data_weights=[1, 1, 1])
+    for bad in ([1, -1], ["a", 1], [float("nan"), 1]):
+        with pytest.raises(DittoError, match="data_weights must be finite numbers >= 0"):
+            world_model_config("debug", data_weights=bad)
+    with pytest.raises(DittoError, match="data_weights are all 0"):
+        world_model_config("debug", data_weights=[0, 0])
+
+
 def test_save_load_round_trip(make_dataset, tmp_path):
     path, _ = make_dataset()
     run = train_world_model(

@@ -144,6 +144,7 @@ def _cmd_train_world_model(args: argparse.Namespace) -> None:
         precision=args.precision,
         compile=True if args.compile else None,
         carry_state=False if args.no_carry_state else None,
+        data_weights=args.data_weights,
     )
     run = train_world_model(args.data, args.out, config, device=args.device, resume=args.resume)
     print(
@@ -344,6 +345,14 @@ def build_parser() -> argparse.ArgumentParser:
         required=True,
         metavar="DIR",
         help="datasets (expert and other episodes)",
+    )
+    p.add_argument(
+        "--data-weights",
+        nargs="+",
+        type=float,
+        default=None,
+        metavar="W",
+        help="share of training frames from each --data dataset, in order (default: by frame count)",
     )
     p.add_argument("--out", required=True, metavar="RUN", help="run directory")
     p.add_argument(

@@ -70,6 +70,9 @@ class WorldModelConfig(_JsonConfig):
     length: int = 50
     steps: int = 100_000
     carry_state: bool = True  # truncated BPTT: carry h, z across consecutive chunks of an episode
+    # Share of training frames drawn from each dataset, in the order they are given; empty: every
+    # frame equally likely, so a dataset's share is its share of the frames.
+    data_weights: tuple[float, ...] = ()
     # Speed.
     precision: str = (
         "auto"  # auto | bf16 | fp32: auto = bf16 autocast where the hardware has fast bf16
@@ -91,6 +94,14 @@ class WorldModelConfig(_JsonConfig):
 
     def __post_init__(self) -> None:
         self._check_ranges()
+        weights = self.data_weights
+        numbers = all(isinstance(w, int | float) and not isinstance(w, bool) for w in weights)
+        if weights and not (numbers and all(math.isfinite(w) and w >= 0 for w in weights)):
+            raise ConfigError(f"data_weights must be finite numbers >= 0, got {list(weights)}")
+        if weights and sum(weights) == 0:
+            raise ConfigError("data_weights are all 0; give at least one dataset a weight")
+        # config.json holds a list
+        object.__setattr__(self, "data_weights", tuple(float(w) for w in weights))
 
 
 WORLD_MODEL_PRESETS: dict[str, WorldModelConfig] = {
@@ -143,6 +154,8 @@ def _typed(base: Any, name: str, value: Any) -> Any:
     expected = type(getattr(base, name))
     if expected is float and isinstance(value, int) and not isinstance(value, bool):
         return float(value)
+    if expected is tuple and isinstance(value, list):  # JSON and YAML give lists
+        return tuple(value)
     if not isinstance(value, expected) or (expected is int and isinstance(value, bool)):
         hint = (
             " (YAML reads 1e-3 as text; write 1.0e-3)"

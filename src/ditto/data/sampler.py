@@ -97,7 +97,7 @@ class ChunkSampler:
     model can carry its recurrent state from one call to the next. When a row's
     episode ends, the row continues with the first frame of a new random episode
     (is_first marks it, and the model resets its state there). Episodes are
-    drawn uniformly, with replacement.
+    drawn with replacement, uniformly or with probabilities `weights`.
 
     `state_dict()` / `load_state_dict()` capture the cursors and the RNG, so a
     resumed run samples exactly the chunks an uninterrupted run would have.
@@ -110,16 +110,25 @@ class ChunkSampler:
         batch: int,
         length: int,
         seed: int | None = None,
+        weights: Sequence[float] | None = None,
     ):
         if batch < 1 or length < 1:
             raise ValueError(f"batch and length must be >= 1, got {batch} and {length}")
         if not episodes:
             raise DatasetError("no episodes to sample from")
+        if weights is not None and len(weights) != len(episodes):
+            raise ValueError(f"{len(weights)} weights for {len(episodes)} episodes")
         self.episodes, self.spec = list(episodes), spec
         self.batch, self.length = batch, length
+        self.probs = None if weights is None else np.asarray(weights) / np.sum(weights)
         self.rng = np.random.default_rng(seed)
-        self.episode_of_row = self.rng.integers(len(self.episodes), size=batch)
+        self.episode_of_row = self._draw_episodes(batch)
         self.frame_of_row = np.zeros(batch, dtype=np.int64)
+
+    def _draw_episodes(self, count: int) -> np.ndarray:
+        if self.probs is None:  # kept apart: the uniform draw's RNG stream predates weights
+            return self.rng.integers(len(self.episodes), size=count)
+        return self.rng.choice(len(self.episodes), size=count, p=self.probs)
 
     def sample(self) -> WindowBatch:
         spec = self.spec
@@ -149,7 +158,7 @@ class ChunkSampler:
                 if self.frame_of_row[row] == len(episode.observations):  # episode over: next one
                     is_last[row, filled - 1] = True
                     is_terminal[row, filled - 1] = episode.terminated
-                    self.episode_of_row[row] = self.rng.integers(len(self.episodes))
+                    self.episode_of_row[row] = self._draw_episodes(1)[0]
                     self.frame_of_row[row] = 0
         actions = spec.action.encode(raw_actions, valid=~is_first)
         return WindowBatch(frames, actions, is_first, is_last, is_terminal)

@@ -25,7 +25,7 @@ from ditto.checkpoint import load_checkpoint, save_checkpoint
 from ditto.config import WorldModelConfig
 from ditto.data import ChunkSampler, Episode, WindowBatch, WindowSampler, open_datasets
 from ditto.device import resolve_device, use_bf16
-from ditto.errors import DittoError
+from ditto.errors import ConfigError, DittoError
 from ditto.io import atomic_write_json
 from ditto.runs import (
     CHECKPOINT,
@@ -54,6 +54,30 @@ def split_episodes(num_episodes: int, fraction: float, seed: int) -> tuple[list[
     order = np.random.default_rng(seed).permutation(num_episodes)
     held_out = 0 if num_episodes < 2 else max(1, round(fraction * num_episodes))
     return sorted(order[held_out:].tolist()), sorted(order[:held_out].tolist())
+
+
+def episode_weights(
+    dataset_of: list[int], lengths: list[int], data_weights: tuple[float, ...], data: list[str]
+) -> list[float] | None:
+    """Draw probabilities of the training episodes that give dataset d the share data_weights[d]
+    of the training frames (None: uniform over episodes, so every frame equally likely).
+
+    The chunk sampler plays each drawn episode to its end, so an episode's share of the frames is
+    its draw probability times its length; dividing a dataset's weight by its frame count makes
+    the shares come out as asked."""
+    if not data_weights:
+        return None
+    if len(data_weights) != len(data):
+        raise ConfigError(
+            f"data_weights has {len(data_weights)} entries for {len(data)} datasets; give one per dataset"
+        )
+    frames = np.bincount(dataset_of, weights=lengths, minlength=len(data))
+    empty = [data[d] for d in range(len(data)) if frames[d] == 0 and data_weights[d] > 0]
+    if empty:
+        raise ConfigError(
+            f"{empty[0]} has no training episodes (all held out); give it weight 0 or more episodes"
+        )
+    return [data_weights[d] / frames[d] if data_weights[d] else 0.0 for d in dataset_of]
 
 
 def batch_to_torch(
@@ -111,9 +135,16 @@ class WorldModelTrainer:
         datasets = open_datasets(self.data)
         self.spec = datasets[0].spec
         episodes: list[Episode] = [episode for dataset in datasets for episode in dataset]
+        dataset_of = [d for d, dataset in enumerate(datasets) for _ in dataset]
         train_ids, val_ids = split_episodes(len(episodes), config.val_episodes, config.seed)
         self.train_episodes = [episodes[i] for i in train_ids]
         self.val_episodes = [episodes[i] for i in val_ids]
+        weights = episode_weights(
+            [dataset_of[i] for i in train_ids],
+            [len(episode.observations) for episode in self.train_episodes],
+            config.data_weights,
+            self.data,
+        )
 
         torch.manual_seed(config.seed)
         self.model = WorldModel(self.spec, config).to(self.device)
@@ -121,7 +152,7 @@ class WorldModelTrainer:
             self.model.parameters(), lr=config.lr, eps=config.eps, weight_decay=config.weight_decay
         )
         self.sampler = ChunkSampler(
-            self.train_episodes, self.spec, config.batch, config.length, seed=config.seed
+            self.train_episodes, self.spec, config.batch, config.length, config.seed, weights
         )
         self.carry: State | None = None
         self.step = 0
