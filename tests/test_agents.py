@@ -1,4 +1,5 @@
 import json
+import warnings
 
 import numpy as np
 import pytest
@@ -8,10 +9,11 @@ from ditto.agents.expert_data import ExpertLatents
 from ditto.agents.returns import lambda_returns
 from ditto.agents.rewards import SIMILARITIES, cosine, max_cosine, nearest_similarity, neg_l2
 from ditto.agents.trainer import AgentTrainer, split_expert_episodes, train_agent
+from ditto.checkpoint import load_checkpoint
 from ditto.config import agent_config, world_model_config
 from ditto.data import Dataset
 from ditto.errors import ConfigError, DittoError, SpecError
-from ditto.evaluation.protocol import evaluate_run, normalized_score
+from ditto.evaluation.protocol import agent_loader, evaluate_run, normalized_score, policy_snapshots
 from ditto.runs import read_config
 from ditto.world_model.trainer import load_world_model, train_world_model
 
@@ -185,6 +187,24 @@ def test_evaluation_is_reproducible_and_read_only(world, tmp_path):
     assert (
         evaluate_run(bc.path, episodes=2, progress=False)["episodes"] == 2
     )  # one snapshot, at the end
+
+
+def test_deployed_agents_act_on_dataset_frames(world, tmp_path):
+    """Frames straight from a dataset (read-only memory maps) are fine input, without warnings."""
+    frames = Dataset(world / "expert")[0].observations[:3]
+    assert not frames.flags.writeable
+    for algo in ("dbc", "bc"):
+        config = agent_config("debug", algo=algo, expert_episodes=2, steps=2)
+        wm = None if algo == "bc" else world / "wm"
+        run = train_agent(config, world / "expert", tmp_path / algo, wm, progress=False).path
+        saved = read_config(run, "agent")
+        agent = agent_loader(saved, torch.device("cpu"), greedy=True)(
+            load_checkpoint(policy_snapshots(run)[-1])
+        )
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            actions = agent.act(frames, np.array([True, False, False]))
+        assert actions.shape == (3,) and set(actions) <= {0, 1}
 
 
 def test_normalized_score():

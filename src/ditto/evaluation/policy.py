@@ -18,6 +18,12 @@ from ditto.world_model.model import WorldModel
 from ditto.world_model.rssm import State
 
 
+def _tensor(array: np.ndarray, device: torch.device) -> torch.Tensor:
+    # A copy, not torch.from_numpy: dataset frames are read-only memory maps, which from_numpy
+    # warns about (and a shared CPU tensor would let a caller's later writes show through).
+    return torch.tensor(array, device=device)
+
+
 def _to_env(action: torch.Tensor, spec: ActionSpec) -> np.ndarray:
     if spec.is_discrete:
         return action.argmax(-1).cpu().numpy()
@@ -42,8 +48,8 @@ class LatentAgent:
         if self.state is None:
             self.state = self.model.initial(count)
             self.previous = torch.zeros(count, self.model.spec.action.n, device=self.device)
-        first = torch.from_numpy(is_first).to(self.device)
-        embed = self.model.encoder(torch.from_numpy(frames).to(self.device))
+        first = _tensor(is_first, self.device)
+        embed = self.model.encoder(_tensor(frames, self.device))
         pre_action = self.model.policy_action_input(self.previous)
         self.state = self.model.rssm.obs_step(self.state, pre_action, embed, first)
         dist = self.actor(self.model.features(self.state))
@@ -63,11 +69,11 @@ class PixelAgent:
 
     @torch.no_grad()
     def act(self, frames: np.ndarray, is_first: np.ndarray) -> np.ndarray:
-        frames_t = torch.from_numpy(frames).to(self.device)
+        frames_t = _tensor(frames, self.device)
         k = self.policy.frame_stack
         if self.stack is None:
             self.stack = frames_t[:, None].repeat(1, k, 1, 1, 1)
-        first = torch.from_numpy(is_first).to(self.device)
+        first = _tensor(is_first, self.device)
         # A new episode fills its stack with its first frame, as training does.
         self.stack[first] = frames_t[first][:, None].expand(-1, k, -1, -1, -1)
         self.stack = torch.cat([self.stack[:, 1:], frames_t[:, None]], 1)
