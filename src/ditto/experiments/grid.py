@@ -10,6 +10,10 @@ A grid's directory:
     <env>/<preset>/agents/<algo>-ne<N>-seed<S>  agent runs; eval.json once scored
     report.md, report.html, results.json, figures/   (`ditto report`)
 
+The world model trains on all of an env's datasets, in the order above (those
+of 0 episodes left out), which is the order a `data_weights` override in the
+grid's `world_model` settings follows.
+
 A cell (one agent run) is finished when its eval.json was made under the
 grid's evaluation settings. Agent cells run in `jobs` processes with one torch
 thread each: on a small CPU two small models in parallel beat one model on two
