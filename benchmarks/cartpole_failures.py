@@ -81,6 +81,9 @@ def play(agent, spec: EnvSpec, seed: int) -> Played:
 def recon_errors(world_model: str, episodes: list[Played]) -> np.ndarray:
     """Per-frame posterior reconstruction MSE (pixels in [0, 1]) over all episodes."""
     model = load_world_model(world_model, "cpu").model
+    torch.manual_seed(
+        0
+    )  # the posterior samples z: a model's row must not depend on the ones before
     errors = []
     for ep in episodes:
         episode = Episode(
