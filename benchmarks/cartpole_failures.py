@@ -81,9 +81,8 @@ def play(agent, spec: EnvSpec, seed: int) -> Played:
 def recon_errors(world_model: str, episodes: list[Played]) -> np.ndarray:
     """Per-frame posterior reconstruction MSE (pixels in [0, 1]) over all episodes."""
     model = load_world_model(world_model, "cpu").model
-    torch.manual_seed(
-        0
-    )  # the posterior samples z: a model's row must not depend on the ones before
+    # The posterior samples z: seeded, so that a model's row does not depend on the ones before.
+    torch.manual_seed(0)
     errors = []
     for ep in episodes:
         episode = Episode(
