@@ -142,10 +142,17 @@ def test_each_method_learns_on_a_tiny_problem(world, tmp_path, algo, key, thresh
     assert _metric(tmp_path / algo, "val/action_accuracy")
 
 
-def test_stop_and_resume_gives_the_same_updates(world, tmp_path):
+@pytest.mark.parametrize("policy_ema", [0.0, 0.5])
+def test_stop_and_resume_gives_the_same_updates(world, tmp_path, policy_ema):
     def config(steps):
         return agent_config(
-            "debug", algo="ditto", expert_episodes=3, steps=steps, log_every=1, checkpoint_every=5
+            "debug",
+            algo="ditto",
+            expert_episodes=3,
+            steps=steps,
+            log_every=1,
+            checkpoint_every=5,
+            policy_ema=policy_ema,
         )
 
     train_agent(config(10), world / "expert", tmp_path / "straight", world / "wm", progress=False)
@@ -153,15 +160,43 @@ def test_stop_and_resume_gives_the_same_updates(world, tmp_path):
     train_agent(
         config(10), world / "expert", tmp_path / "split", world / "wm", resume=True, progress=False
     )
-    assert _metric(tmp_path / "split", "losses/actor") == _metric(
-        tmp_path / "straight", "losses/actor"
-    )
+    for key in ("losses/actor", "val/latent_distance"):  # the latter measures the deployed policy
+        assert _metric(tmp_path / "split", key) == _metric(tmp_path / "straight", key)
     snapshots = sorted(p.name for p in (tmp_path / "split" / "checkpoints").iterdir())
     assert snapshots == ["step_00000005.safetensors", "step_00000010.safetensors"]
     assert (
         read_config(tmp_path / "split", "agent")["agent"]
         == read_config(tmp_path / "straight", "agent")["agent"]
     )
+
+
+def test_policy_ema_snapshots_hold_the_moving_average_of_the_trained_policy(world, tmp_path):
+    decay = 0.6
+
+    def snapshots(name, policy_ema):
+        config = agent_config(
+            "debug",
+            algo="dbc",
+            expert_episodes=3,
+            steps=5,
+            checkpoint_every=1,
+            keep_checkpoints=5,
+            lr=1e-2,
+            policy_ema=policy_ema,
+        )
+        run = train_agent(config, world / "expert", tmp_path / name, world / "wm", progress=False)
+        return [load_checkpoint(path).state_dict("policy") for path in policy_snapshots(run.path)]
+
+    trained = snapshots("plain", 0.0)  # the averaging leaves training itself unchanged
+    average = dict(trained[0])
+    for weights in trained[1:]:
+        average = {k: decay * average[k] + (1 - decay) * weights[k] for k in average}
+    deployed = snapshots("averaged", decay)[-1]
+    for key, value in average.items():
+        torch.testing.assert_close(deployed[key], value)
+    assert not torch.equal(deployed["net.0.weight"], trained[-1]["net.0.weight"])
+    with pytest.raises(ConfigError, match="policy_ema 1 would never move the deployed policy"):
+        agent_config("debug", policy_ema=1.0)
 
 
 def test_evaluation_is_reproducible_and_read_only(world, tmp_path):

@@ -227,6 +227,7 @@ def _cmd_train(args: argparse.Namespace) -> None:
         reward=args.reward,
         reward_on=args.reward_on,
         reward_match=args.reward_match,
+        policy_ema=args.policy_ema,
         bc_frame_stack=args.frame_stack,
         precision=args.precision,
     )
@@ -443,6 +444,14 @@ def build_parser() -> argparse.ArgumentParser:
         choices=["time", "nearest"],
         default=None,
         help="expert latent at the same time index (default) or the nearest in the expert set",
+    )
+    p.add_argument(
+        "--policy-ema",
+        type=float,
+        default=None,
+        metavar="DECAY",
+        help="deploy a moving average of the policy's weights with this decay per update "
+        "(default 0: the policy as trained)",
     )
     p.add_argument(
         "--frame-stack", type=int, default=None, help="bc: frames stacked as input (default 1)"

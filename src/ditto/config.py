@@ -211,16 +211,22 @@ class AgentConfig(_JsonConfig):
     log_every: int = 100
     checkpoint_every: int = 500  # also the spacing of the evaluation checkpoints
     keep_checkpoints: int = 10  # the protocol scores the last 10 checkpoints
+    # Deploy an exponential moving average of the policy's weights, with this decay per
+    # update, in the snapshots and diagnostics (0: the policy as trained, the paper).
+    # It smooths the policy's swings from update to update.
+    policy_ema: float = 0.0
     greedy: bool = False  # evaluation: sample actions (the paper) or take the mode
     eval_episodes: int = 20  # per checkpoint (the protocol: 20)
     eval_envs: int = 8
     precision: str = "auto"
     seed: int = 0
 
-    _FRACTIONS = ("val_fraction", "gamma", "lam")
+    _FRACTIONS = ("val_fraction", "gamma", "lam", "policy_ema")
 
     def __post_init__(self) -> None:
         self._check_ranges()
+        if self.policy_ema == 1.0:
+            raise ConfigError("policy_ema 1 would never move the deployed policy; use a decay below 1")
         if self.algo not in ALGOS:
             raise ConfigError(f"unknown algo {self.algo!r}; choose one of {', '.join(ALGOS)}")
         for name, allowed in (

@@ -38,21 +38,23 @@ class LatentImitation(ABC):
         return features[..., : self.model.deter_size]
 
     @torch.no_grad()
-    def diagnostics(self, validation: ExpertLatents, windows: int = 256) -> dict[str, float]:
+    def diagnostics(
+        self, validation: ExpertLatents, policy: Actor, windows: int = 256
+    ) -> dict[str, float]:
         """Held-out latent distance L_d = 1 - max-cosine(h) (the paper's predictor of real return)
-        and how often the policy's mode is the expert's action."""
+        and how often the policy's mode is the expert's action, for `policy` (the deployed one)."""
         generator = torch.Generator().manual_seed(0)  # the same windows every time
         metrics = {}
         if validation.num_windows:
             starts = validation.sample(windows, generator)
             expert_features, _ = validation.windows(starts)
-            rollout = imagine(self.model, self.actor, expert_features[0], validation.horizon)
+            rollout = imagine(self.model, policy, expert_features[0], validation.horizon)
             similarity = max_cosine(self.h(expert_features[1:]), self.h(rollout.features[1:]))
             metrics["val/latent_distance"] = float(1 - similarity.mean())
         frames = validation.sample_acted(windows, generator)
-        predicted = self.actor(validation.features[frames]).mode()
+        predicted = policy(validation.features[frames]).mode()
         expert_actions = validation.actions[frames]
-        if self.actor.discrete:
+        if policy.discrete:
             metrics["val/action_accuracy"] = float(
                 (predicted.argmax(-1) == expert_actions.argmax(-1)).float().mean()
             )

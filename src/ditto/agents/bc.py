@@ -86,13 +86,16 @@ class PixelBC:
         return {"losses/actor": loss.item()}
 
     @torch.no_grad()
-    def diagnostics(self, validation: ExpertFrames, samples: int = 256) -> dict[str, float]:
+    def diagnostics(
+        self, validation: ExpertFrames, policy: PixelPolicy, samples: int = 256
+    ) -> dict[str, float]:
+        """How often `policy` (the deployed one) takes the expert's action on held-out frames."""
         rows = torch.randint(
             len(validation.stacks), (samples,), generator=torch.Generator().manual_seed(0)
         )
         frames, actions = validation.batch(rows.to(validation.stacks.device))
-        predicted = self.policy(frames).mode()
-        if self.policy.discrete:
+        predicted = policy(frames).mode()
+        if policy.discrete:
             return {
                 "val/action_accuracy": float(
                     (predicted.argmax(-1) == actions.argmax(-1)).float().mean()

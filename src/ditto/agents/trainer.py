@@ -8,7 +8,8 @@ Run directory:
     metrics.jsonl, events.*  losses and diagnostics (held-out latent distance, action accuracy)
     checkpoint.safetensors   the full training state, to resume
     checkpoints/step_*.safetensors   policy snapshots every checkpoint_every updates (the last
-                             keep_checkpoints are kept): what `ditto evaluate` scores
+                             keep_checkpoints are kept): what `ditto evaluate` scores; with
+                             policy_ema, the moving average of the policy's weights
 """
 
 from __future__ import annotations
@@ -19,6 +20,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+from torch import nn
+from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from tqdm.auto import tqdm
 
 from ditto.agents.bc import ExpertFrames, PixelBC
@@ -132,6 +135,12 @@ class AgentTrainer:
                     f"no expert episode is longer than the horizon {config.horizon}; use a shorter --horizon"
                 )
             self.algo = LATENT_ALGOS[config.algo](model, expert, config)
+        self.policy = self.algo.policy if config.algo == "bc" else self.algo.actor
+        self.average = (
+            AveragedModel(self.policy, multi_avg_fn=get_ema_multi_avg_fn(config.policy_ema))
+            if config.policy_ema
+            else None
+        )
         self.step = 0
         if resuming:
             self._load()
@@ -159,19 +168,27 @@ class AgentTrainer:
             },
         )
 
+    @property
+    def deployed(self) -> nn.Module:
+        """The policy that snapshots hold and diagnostics measure: the trained one or its average."""
+        return self.policy if self.average is None else self.average.module
+
+    def _stateful(self) -> dict[str, nn.Module | torch.optim.Optimizer]:
+        averaged = {} if self.average is None else {"policy_average": self.average}
+        return {**self.algo.stateful(), **averaged}
+
     def save(self) -> None:
         meta = {"step": self.step, "generator": self.generator.get_state().tolist()}
         save_checkpoint(
-            self.out / CHECKPOINT, self.algo.stateful(), tensors=rng_tensors(self.device), meta=meta
+            self.out / CHECKPOINT, self._stateful(), tensors=rng_tensors(self.device), meta=meta
         )
 
     def save_snapshot(self) -> None:
-        """The policy alone, for evaluation; only the newest keep_checkpoints snapshots stay."""
-        policy = self.algo.policy if self.config.algo == "bc" else self.algo.actor
+        """The deployed policy alone, for evaluation; only the newest keep_checkpoints snapshots stay."""
         folder = self.out / SNAPSHOTS
         save_checkpoint(
             folder / f"step_{self.step:08d}.safetensors",
-            {"policy": policy},
+            {"policy": self.deployed},
             meta={"step": self.step},
         )
         for old in sorted(folder.glob("step_*.safetensors"))[: -self.config.keep_checkpoints]:
@@ -179,7 +196,7 @@ class AgentTrainer:
 
     def _load(self) -> None:
         checkpoint = load_checkpoint(self.out / CHECKPOINT)
-        for name, obj in self.algo.stateful().items():
+        for name, obj in self._stateful().items():
             checkpoint.restore(name, obj)
         self.step = int(checkpoint.meta["step"])
         self.generator.set_state(torch.tensor(checkpoint.meta["generator"], dtype=torch.uint8))
@@ -205,11 +222,13 @@ class AgentTrainer:
                         f"{cfg.algo} diverged at update {self.step + 1} ({metrics}); the last good checkpoint "
                         f"({self.out / CHECKPOINT}) is kept"
                     )
+                if self.average is not None:
+                    self.average.update_parameters(self.policy)
                 self.step += 1
                 bar.update(1)
                 if self.step % cfg.log_every == 0 or self.step == cfg.steps:
                     with self._autocast(), fork_rng(self.device):
-                        metrics.update(self.algo.diagnostics(self.validation))
+                        metrics.update(self.algo.diagnostics(self.validation, self.deployed))
                     speed = (self.step - start_step) / (time.perf_counter() - start_time)
                     self.log.write(
                         {"step": self.step, **metrics, "charts/updates_per_second": speed}
