@@ -15,7 +15,7 @@ from pathlib import Path
 
 import torch
 from safetensors import safe_open
-from safetensors.torch import save_file
+from safetensors.torch import load_file, save_file
 
 from ditto.agents.trainer import SNAPSHOTS
 from ditto.runs import CONFIG
@@ -31,10 +31,10 @@ def main() -> None:
         raise SystemExit(f"{args.run} has no policy snapshots in {SNAPSHOTS}/")
     total: dict[str, torch.Tensor] = {}
     for path in snapshots:
-        with safe_open(str(path), "pt") as f:
-            metadata = f.metadata()  # the same layout in every snapshot; the last one's is kept
-            for key in f.keys():
-                total[key] = total.get(key, 0) + f.get_tensor(key).double()
+        for key, value in load_file(path).items():
+            total[key] = total.get(key, 0) + value.double()
+    with safe_open(str(snapshots[-1]), "pt") as f:
+        metadata = f.metadata()  # every snapshot has the same layout
     out = Path(args.out)
     (out / SNAPSHOTS).mkdir(parents=True, exist_ok=True)
     shutil.copy(Path(args.run) / CONFIG, out / CONFIG)

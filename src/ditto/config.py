@@ -226,7 +226,9 @@ class AgentConfig(_JsonConfig):
     def __post_init__(self) -> None:
         self._check_ranges()
         if self.policy_ema == 1.0:
-            raise ConfigError("policy_ema 1 would never move the deployed policy; use a decay below 1")
+            raise ConfigError(
+                "policy_ema 1 would never move the deployed policy; use a decay below 1"
+            )
         if self.algo not in ALGOS:
             raise ConfigError(f"unknown algo {self.algo!r}; choose one of {', '.join(ALGOS)}")
         for name, allowed in (
