@@ -308,10 +308,12 @@ def test_train_cli_passes_its_settings_to_the_run(world, tmp_path, capsys):
             "3",
             "--lr",
             "5e-5",
+            "--policy-ema",
+            "0.99",
             "--device",
             "cpu",
         ]
     )
     saved = json.loads((out / "config.json").read_text())["agent"]
     assert (saved["algo"], saved["expert_episodes"], saved["steps"]) == ("dbc", 2, 3)
-    assert saved["lr"] == 5e-5
+    assert (saved["lr"], saved["policy_ema"]) == (5e-5, 0.99)
