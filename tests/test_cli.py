@@ -344,3 +344,30 @@ def test_data_weights_reach_the_run_and_a_wrong_count_is_one_line(tmp_path, caps
     )
     assert code == 0
     assert json.loads((wm / "config.json").read_text())["world_model"]["data_weights"] == [3.0, 1.0]
+
+
+def test_set_reaches_the_config_and_a_bad_setting_is_one_line(tmp_path, capsys, make_dataset):
+    data, _ = make_dataset()
+    wm = tmp_path / "wm"
+    train_wm = ["train-world-model", "--data", str(data), "--out", str(wm), "--preset", "debug"]
+    assert run(capsys, *train_wm, "--steps", "2", "--set", "lr=1e-3", "deter=16")[0] == 0
+    saved = json.loads((wm / "config.json").read_text())["world_model"]
+    assert (saved["lr"], saved["deter"]) == (1e-3, 16)
+
+    train = ["train", "--algo", "ditto", "--world-model", str(wm), "--expert-data", str(data)]
+    train += ["--expert-episodes", "2", "--preset", "debug", "--steps", "2"]
+    agent = tmp_path / "agent"
+    settings = ["entropy=0.01", "reward_match=nearest", "layers=1"]
+    assert run(capsys, *train, "--out", str(agent), "--set", *settings)[0] == 0
+    saved = json.loads((agent / "config.json").read_text())["agent"]
+    assert (saved["entropy"], saved["reward_match"], saved["layers"]) == (0.01, "nearest", 1)
+
+    for setting, message in [
+        ("entropyy=0.01", r"unknown AgentConfig settings \['entropyy'\]"),
+        ("layers=three", "layers must be int, got 'three'"),
+        ("entropy", "--set takes KEY=VALUE, got 'entropy'"),
+        ("steps=3", "steps is given both by its flag and by --set; keep one"),
+    ]:
+        code, _, err = run(capsys, *train, "--out", str(tmp_path / "bad"), "--set", setting)
+        assert code == 2 and err.strip().count("\n") == 0 and re.search(message, err)
+    assert not (tmp_path / "bad").exists()

@@ -23,6 +23,7 @@ import argparse
 import json
 import sys
 from pathlib import Path
+from typing import Any
 
 EXPERT_HELP = "random | scripted | sb3:PATH.zip | zoo:FOLDER"
 
@@ -120,15 +121,31 @@ def _cmd_expert_eval(args: argparse.Namespace) -> None:
         )
 
 
-def _steps_to_train(args: argparse.Namespace, section: str) -> int | None:
-    """--steps; when resuming without it, the run's own length, so that a stopped run finishes
-    where it was meant to (not at the preset's default). None: the preset's default."""
+def _overrides(args: argparse.Namespace, section: str, **flags: Any) -> dict[str, Any]:
+    """A training command's config overrides: its --set KEY=VALUE pairs and its flags (None: not
+    given). When resuming without a length, the run's own, so that a stopped run finishes where it
+    was meant to (not at the preset's default)."""
+    from ditto.errors import ConfigError
     from ditto.runs import CONFIG, read_config
 
+    settings: dict[str, Any] = {}
+    for pair in args.set:
+        key, sep, text = pair.partition("=")
+        if not sep or not key:
+            raise ConfigError(f"--set takes KEY=VALUE, got {pair!r}")
+        try:
+            settings[key] = json.loads(text)  # 5e-5, 3, true, [1, 2]
+        except json.JSONDecodeError:
+            settings[key] = text  # a word, e.g. nearest
+    given = {key: value for key, value in flags.items() if value is not None}
+    both = sorted(set(settings) & set(given))
+    if both:
+        raise ConfigError(f"{both[0]} is given both by its flag and by --set; keep one")
+    overrides = {**settings, **given}
     out = Path(args.out)
-    if args.steps is None and args.resume and (out / CONFIG).is_file():
-        return read_config(out, section)[section]["steps"]
-    return args.steps
+    if "steps" not in overrides and args.resume and (out / CONFIG).is_file():
+        overrides["steps"] = read_config(out, section)[section]["steps"]
+    return overrides
 
 
 def _cmd_train_world_model(args: argparse.Namespace) -> None:
@@ -137,14 +154,18 @@ def _cmd_train_world_model(args: argparse.Namespace) -> None:
 
     config = world_model_config(
         args.preset,
-        steps=_steps_to_train(args, "world_model"),
-        batch=args.batch,
-        length=args.length,
-        seed=args.seed,
-        precision=args.precision,
-        compile=True if args.compile else None,
-        carry_state=False if args.no_carry_state else None,
-        data_weights=args.data_weights,
+        **_overrides(
+            args,
+            "world_model",
+            steps=args.steps,
+            batch=args.batch,
+            length=args.length,
+            seed=args.seed,
+            precision=args.precision,
+            compile=True if args.compile else None,
+            carry_state=False if args.no_carry_state else None,
+            data_weights=args.data_weights,
+        ),
     )
     run = train_world_model(args.data, args.out, config, device=args.device, resume=args.resume)
     print(
@@ -217,19 +238,23 @@ def _cmd_train(args: argparse.Namespace) -> None:
 
     config = agent_config(
         args.preset,
-        algo=args.algo,
-        expert_episodes=args.expert_episodes,
-        steps=_steps_to_train(args, "agent"),
-        seed=args.seed,
-        horizon=args.horizon,
-        batch=args.batch,
-        lr=args.lr,
-        reward=args.reward,
-        reward_on=args.reward_on,
-        reward_match=args.reward_match,
-        policy_ema=args.policy_ema,
-        bc_frame_stack=args.frame_stack,
-        precision=args.precision,
+        **_overrides(
+            args,
+            "agent",
+            algo=args.algo,
+            expert_episodes=args.expert_episodes,
+            steps=args.steps,
+            seed=args.seed,
+            horizon=args.horizon,
+            batch=args.batch,
+            lr=args.lr,
+            reward=args.reward,
+            reward_on=args.reward_on,
+            reward_match=args.reward_match,
+            policy_ema=args.policy_ema,
+            bc_frame_stack=args.frame_stack,
+            precision=args.precision,
+        ),
     )
     run = train_agent(
         config, args.expert_data, args.out, args.world_model, device=args.device, resume=args.resume
@@ -275,6 +300,17 @@ def _cmd_evaluate(args: argparse.Namespace) -> None:
         print(
             f"IQM normalised score over {len(results)} runs: {summary['iqm_normalized_score']:.3f} [{lo:.3f}, {hi:.3f}]"
         )
+
+
+def _add_set_flag(parser: argparse.ArgumentParser, example: str) -> None:
+    parser.add_argument(
+        "--set",
+        nargs="+",
+        default=[],
+        metavar="KEY=VALUE",
+        help=f"any other config field (a run's config.json lists them), e.g. {example}; "
+        "values are read as JSON where they parse, else as text",
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -391,6 +427,7 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="start every chunk from a zero state (no truncated BPTT)",
     )
+    _add_set_flag(p, "lr=1e-3 deter=512")
     p.set_defaults(func=_cmd_train_world_model)
 
     p = commands.add_parser(
@@ -457,6 +494,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--frame-stack", type=int, default=None, help="bc: frames stacked as input (default 1)"
     )
     p.add_argument("--precision", choices=["auto", "bf16", "fp32"], default=None)
+    _add_set_flag(p, "entropy=0.01 layers=3 units=128")
     p.set_defaults(func=_cmd_train)
 
     p = commands.add_parser(
