@@ -285,9 +285,9 @@ def test_flop_count_of_a_matmul_and_its_backward():
     assert count_flops(lambda: (a @ b).sum().backward()) == 2 * (2 * 4 * 8 * 16)
 
 
-def test_resume_without_steps_keeps_the_runs_length(tmp_path, capsys, make_dataset):
+def test_resume_keeps_the_runs_length_and_settings(tmp_path, capsys, make_dataset):
     """A run started with --steps N and resumed without --steps trains to N, not to the
-    preset's default (20 for debug)."""
+    preset's default (20 for debug); other settings cannot change on resume."""
     data, _ = make_dataset()
     wm = str(tmp_path / "wm")
     train_wm = ["train-world-model", "--data", str(data), "--out", wm, "--preset", "debug"]
@@ -304,6 +304,13 @@ def test_resume_without_steps_keeps_the_runs_length(tmp_path, capsys, make_datas
     assert code == 0 and "trained for 3 updates" in out
     code, out, _ = run(capsys, *train, "--resume", "--steps", "5")
     assert code == 0 and "trained for 5 updates" in out
+
+    # Only the length may change on resume; a setting that matches the run's is fine.
+    code, _, err = run(capsys, *train, "--resume", "--steps", "6", "--lr", "1e-4")
+    assert code == 2 and err.strip().count("\n") == 0
+    assert "was started with lr=0.0003, not 0.0001; --resume continues a run as it was" in err
+    code, out, _ = run(capsys, *train, "--resume", "--steps", "6", "--set", "lr=3e-4")
+    assert code == 0 and "trained for 6 updates" in out
 
 
 def test_a_run_of_the_wrong_kind_or_a_damaged_config_is_one_line(tmp_path, capsys, make_dataset):

@@ -123,10 +123,11 @@ def _cmd_expert_eval(args: argparse.Namespace) -> None:
 
 def _overrides(args: argparse.Namespace, section: str, **flags: Any) -> dict[str, Any]:
     """A training command's config overrides: its --set KEY=VALUE pairs and its flags (None: not
-    given). When resuming without a length, the run's own, so that a stopped run finishes where it
-    was meant to (not at the preset's default)."""
+    given). A resumed run keeps its own config, so there only the length may change; without
+    one it is the run's own, so that a stopped run finishes where it was meant to (not at the
+    preset's default)."""
     from ditto.errors import ConfigError
-    from ditto.runs import CONFIG, read_config
+    from ditto.runs import CHECKPOINT, read_config
 
     settings: dict[str, Any] = {}
     for pair in args.set:
@@ -143,9 +144,16 @@ def _overrides(args: argparse.Namespace, section: str, **flags: Any) -> dict[str
         raise ConfigError(f"{both[0]} is given both by its flag and by --set; keep one")
     overrides = {**settings, **given}
     out = Path(args.out)
-    if "steps" not in overrides and args.resume and (out / CONFIG).is_file():
-        overrides["steps"] = read_config(out, section)[section]["steps"]
-    return overrides
+    if not (args.resume and (out / CHECKPOINT).is_file()):
+        return overrides
+    saved = read_config(out, section)[section]
+    for key, value in overrides.items():
+        if key != "steps" and key in saved and saved[key] != value:
+            raise ConfigError(
+                f"{out} was started with {key}={saved[key]!r}, not {value!r}; --resume continues "
+                "a run as it was started (only --steps may change), so drop the setting or use a new --out"
+            )
+    return {**overrides, "steps": overrides.get("steps", saved["steps"])}
 
 
 def _cmd_train_world_model(args: argparse.Namespace) -> None:
