@@ -1,4 +1,8 @@
-"""Train a world model or an agent with any config overrides (the CLI exposes only some).
+"""Train a world model or an agent with any config overrides, then score the agent.
+
+Written before `ditto train --set KEY=VALUE` could set any config field; kept
+because RESULTS.md's commands use it. `ditto train ... --set ...` followed by
+`ditto evaluate RUN --num-envs 10 --save` does the same.
 
 What the CartPole studies in RESULTS.md ran:
 

@@ -18,6 +18,7 @@ from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 
 from ditto.agents.trainer import SNAPSHOTS
+from ditto.evaluation.protocol import policy_snapshots
 from ditto.runs import CONFIG
 
 
@@ -26,17 +27,17 @@ def main() -> None:
     parser.add_argument("run")
     parser.add_argument("--out", required=True)
     args = parser.parse_args()
-    snapshots = sorted((Path(args.run) / SNAPSHOTS).glob("step_*.safetensors"))
-    if not snapshots:
-        raise SystemExit(f"{args.run} has no policy snapshots in {SNAPSHOTS}/")
+    snapshots = policy_snapshots(Path(args.run))
+    out = Path(args.out)
+    if out.exists():  # evaluation would score whatever newer snapshot it already holds
+        raise SystemExit(f"{out} exists; choose a new --out")
     total: dict[str, torch.Tensor] = {}
     for path in snapshots:
         for key, value in load_file(path).items():
             total[key] = total.get(key, 0) + value.double()
     with safe_open(str(snapshots[-1]), "pt") as f:
         metadata = f.metadata()  # every snapshot has the same layout
-    out = Path(args.out)
-    (out / SNAPSHOTS).mkdir(parents=True, exist_ok=True)
+    (out / SNAPSHOTS).mkdir(parents=True)
     shutil.copy(Path(args.run) / CONFIG, out / CONFIG)
     averaged = {key: (value / len(snapshots)).float().contiguous() for key, value in total.items()}
     save_file(averaged, str(out / SNAPSHOTS / snapshots[-1].name), metadata=metadata)

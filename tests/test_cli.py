@@ -311,6 +311,13 @@ def test_resume_keeps_the_runs_length_and_settings(tmp_path, capsys, make_datase
     assert "was started with lr=0.0003, not 0.0001; --resume continues a run as it was" in err
     code, out, _ = run(capsys, *train, "--resume", "--steps", "6", "--set", "lr=3e-4")
     assert code == 0 and "trained for 6 updates" in out
+    # A run from before a setting existed resumes with that setting's default.
+    config_path = tmp_path / "dbc" / "config.json"
+    saved = json.loads(config_path.read_text())
+    del saved["agent"]["policy_ema"]
+    config_path.write_text(json.dumps(saved))
+    code, _, err = run(capsys, *train, "--resume", "--policy-ema", "0.5")
+    assert code == 2 and "was started with policy_ema=0.0, not 0.5" in err
 
 
 def test_a_run_of_the_wrong_kind_or_a_damaged_config_is_one_line(tmp_path, capsys, make_dataset):
@@ -364,8 +371,8 @@ def test_set_reaches_the_config_and_a_bad_setting_is_one_line(tmp_path, capsys, 
     train = ["train", "--algo", "ditto", "--world-model", str(wm), "--expert-data", str(data)]
     train += ["--expert-episodes", "2", "--preset", "debug", "--steps", "2"]
     agent = tmp_path / "agent"
-    settings = ["entropy=0.01", "reward_match=nearest", "layers=1"]
-    assert run(capsys, *train, "--out", str(agent), "--set", *settings)[0] == 0
+    settings = ["--set", "entropy=0.01", "reward_match=nearest", "--set", "layers=1"]
+    assert run(capsys, *train, "--out", str(agent), *settings)[0] == 0
     saved = json.loads((agent / "config.json").read_text())["agent"]
     assert (saved["entropy"], saved["reward_match"], saved["layers"]) == (0.01, "nearest", 1)
 
@@ -374,6 +381,7 @@ def test_set_reaches_the_config_and_a_bad_setting_is_one_line(tmp_path, capsys, 
         ("layers=three", "layers must be int, got 'three'"),
         ("entropy", "--set takes KEY=VALUE, got 'entropy'"),
         ("steps=3", "steps is given both by its flag and by --set; keep one"),
+        ("lr=null", "--set lr=null: give lr a value"),
     ]:
         code, _, err = run(capsys, *train, "--out", str(tmp_path / "bad"), "--set", setting)
         assert code == 2 and err.strip().count("\n") == 0 and re.search(message, err)

@@ -6,8 +6,9 @@
     ditto dataset export-minari DIR --id NAMESPACE/NAME-v0
     ditto expert train --env ENV --algo ppo --steps N --out PATH
     ditto expert eval --env ENV --expert SPEC --episodes N [--json]
-    ditto train-world-model --data DIR [DIR ...] --out RUN [--preset P] [--steps N] [--device D]
+    ditto train-world-model --data DIR [DIR ...] --out RUN [--preset P] [--steps N] [--set KEY=VALUE ...]
     ditto train --algo {ditto,dbc,dgail,bc} --world-model RUN --expert-data DIR --expert-episodes N --out RUN
+                [--preset P] [--steps N] [--set KEY=VALUE ...] [--resume]
     ditto evaluate RUN [RUN ...] [--episodes N] [--json] [--save]
     ditto demo [--env ENV] [--out DIR]      the whole pipeline, with a report
     ditto sweep CONFIG.yaml --out DIR       an experiment grid (finished cells are skipped)
@@ -121,11 +122,11 @@ def _cmd_expert_eval(args: argparse.Namespace) -> None:
         )
 
 
-def _overrides(args: argparse.Namespace, section: str, **flags: Any) -> dict[str, Any]:
-    """A training command's config overrides: its --set KEY=VALUE pairs and its flags (None: not
-    given). A resumed run keeps its own config, so there only the length may change; without
-    one it is the run's own, so that a stopped run finishes where it was meant to (not at the
-    preset's default)."""
+def _training_config(args: argparse.Namespace, section: str, **flags: Any) -> Any:
+    """The config a training command asks for: the preset, its --set KEY=VALUE pairs and its
+    flags (None: not given). A resumed run keeps its own config, so there only --steps may
+    change, and without it the run finishes at its own length, not at the preset's."""
+    from ditto.config import agent_config, world_model_config
     from ditto.errors import ConfigError
     from ditto.runs import CHECKPOINT, read_config
 
@@ -138,42 +139,44 @@ def _overrides(args: argparse.Namespace, section: str, **flags: Any) -> dict[str
             settings[key] = json.loads(text)  # 5e-5, 3, true, [1, 2]
         except json.JSONDecodeError:
             settings[key] = text  # a word, e.g. nearest
+        if settings[key] is None:
+            raise ConfigError(f"--set {pair}: give {key} a value")
     given = {key: value for key, value in flags.items() if value is not None}
     both = sorted(set(settings) & set(given))
     if both:
         raise ConfigError(f"{both[0]} is given both by its flag and by --set; keep one")
     overrides = {**settings, **given}
+    make_config = world_model_config if section == "world_model" else agent_config
     out = Path(args.out)
     if not (args.resume and (out / CHECKPOINT).is_file()):
-        return overrides
+        return make_config(args.preset, **overrides)
     saved = read_config(out, section)[section]
-    for key, value in overrides.items():
-        if key != "steps" and key in saved and saved[key] != value:
+    config = make_config(args.preset, **{"steps": saved["steps"], **overrides})
+    started = type(config).from_json(saved)
+    for key in overrides:
+        if key != "steps" and getattr(config, key) != getattr(started, key):
             raise ConfigError(
-                f"{out} was started with {key}={saved[key]!r}, not {value!r}; --resume continues "
-                "a run as it was started (only --steps may change), so drop the setting or use a new --out"
+                f"{out} was started with {key}={getattr(started, key)!r}, not {getattr(config, key)!r}; "
+                "--resume continues a run as it was started (only --steps may change), "
+                "so drop the setting or use a new --out"
             )
-    return {**overrides, "steps": overrides.get("steps", saved["steps"])}
+    return config
 
 
 def _cmd_train_world_model(args: argparse.Namespace) -> None:
-    from ditto.config import world_model_config
     from ditto.world_model.trainer import train_world_model
 
-    config = world_model_config(
-        args.preset,
-        **_overrides(
-            args,
-            "world_model",
-            steps=args.steps,
-            batch=args.batch,
-            length=args.length,
-            seed=args.seed,
-            precision=args.precision,
-            compile=True if args.compile else None,
-            carry_state=False if args.no_carry_state else None,
-            data_weights=args.data_weights,
-        ),
+    config = _training_config(
+        args,
+        "world_model",
+        steps=args.steps,
+        batch=args.batch,
+        length=args.length,
+        seed=args.seed,
+        precision=args.precision,
+        compile=True if args.compile else None,
+        carry_state=False if args.no_carry_state else None,
+        data_weights=args.data_weights,
     )
     run = train_world_model(args.data, args.out, config, device=args.device, resume=args.resume)
     print(
@@ -242,27 +245,23 @@ def _print_bench(args: argparse.Namespace, result: dict, measured: str) -> None:
 
 def _cmd_train(args: argparse.Namespace) -> None:
     from ditto.agents.trainer import train_agent
-    from ditto.config import agent_config
 
-    config = agent_config(
-        args.preset,
-        **_overrides(
-            args,
-            "agent",
-            algo=args.algo,
-            expert_episodes=args.expert_episodes,
-            steps=args.steps,
-            seed=args.seed,
-            horizon=args.horizon,
-            batch=args.batch,
-            lr=args.lr,
-            reward=args.reward,
-            reward_on=args.reward_on,
-            reward_match=args.reward_match,
-            policy_ema=args.policy_ema,
-            bc_frame_stack=args.frame_stack,
-            precision=args.precision,
-        ),
+    config = _training_config(
+        args,
+        "agent",
+        algo=args.algo,
+        expert_episodes=args.expert_episodes,
+        steps=args.steps,
+        seed=args.seed,
+        horizon=args.horizon,
+        batch=args.batch,
+        lr=args.lr,
+        reward=args.reward,
+        reward_on=args.reward_on,
+        reward_match=args.reward_match,
+        policy_ema=args.policy_ema,
+        bc_frame_stack=args.frame_stack,
+        precision=args.precision,
     )
     run = train_agent(
         config, args.expert_data, args.out, args.world_model, device=args.device, resume=args.resume
@@ -314,6 +313,7 @@ def _add_set_flag(parser: argparse.ArgumentParser, example: str) -> None:
     parser.add_argument(
         "--set",
         nargs="+",
+        action="extend",
         default=[],
         metavar="KEY=VALUE",
         help=f"any other config field (a run's config.json lists them), e.g. {example}; "
