@@ -311,7 +311,7 @@ def test_resume_keeps_the_runs_length_and_settings(tmp_path, capsys, make_datase
     assert "was started with lr=0.0003, not 0.0001; --resume continues a run as it was" in err
     code, out, _ = run(capsys, *train, "--resume", "--steps", "6", "--set", "lr=3e-4")
     assert code == 0 and "trained for 6 updates" in out
-    # A run from before a setting existed resumes with that setting's default.
+    # A run from before a setting existed resumes with its default, so another value is refused.
     config_path = tmp_path / "dbc" / "config.json"
     saved = json.loads(config_path.read_text())
     del saved["agent"]["policy_ema"]
