@@ -1,8 +1,10 @@
 import numpy as np
 import pytest
 
+from ditto.config import world_model_config
 from ditto.data import DatasetWriter, Episode
 from ditto.envs import env_spec
+from ditto.world_model.trainer import train_world_model
 
 
 def random_episode(spec, steps: int, rng: np.random.Generator, terminated: bool = True) -> Episode:
@@ -41,3 +43,30 @@ def make_dataset(tmp_path):
         return tmp_path / name, episodes
 
     return make
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory):
+    """A debug world model on a small synthetic CartPole dataset, and that dataset as expert data.
+
+    The expert's action shows in the frame it acts on (bright for 1, dark for 0), so
+    that the action can be learned from the frame or from its latent.
+    """
+    root = tmp_path_factory.mktemp("world")
+    spec = env_spec("CartPole-v1")
+    rng = np.random.default_rng(0)
+    writer = DatasetWriter(
+        root / "expert", spec, {"expert": "synthetic", "epsilon": 0.0, "seed": 0}
+    )
+    for length in (12, 15, 9, 20, 14):
+        actions = rng.integers(0, 2, size=length)
+        shade = np.append(40 + 160 * actions, 120).astype(np.uint8)
+        frames = np.broadcast_to(shade[:, None, None, None], (length + 1, 1, 64, 64)).copy()
+        frames[:, :, :8] = rng.integers(0, 256, size=(length + 1, 1, 8, 64), dtype=np.uint8)
+        writer.add(
+            Episode(frames, actions, np.ones(length, np.float32), terminated=True, truncated=False)
+        )
+    train_world_model(
+        [root / "expert"], root / "wm", world_model_config("debug", steps=30), progress=False
+    )
+    return root

@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from ditto.agents.expert_data import ExpertLatents
+from ditto.agents.networks import Actor, Critic
 from ditto.agents.returns import lambda_returns
 from ditto.agents.rewards import SIMILARITIES, cosine, max_cosine, nearest_similarity, neg_l2
 from ditto.agents.trainer import AgentTrainer, split_expert_episodes, train_agent
@@ -15,37 +16,8 @@ from ditto.data import Dataset
 from ditto.errors import ConfigError, DittoError, SpecError
 from ditto.evaluation.protocol import agent_loader, evaluate_run, normalized_score, policy_snapshots
 from ditto.runs import read_config
-from ditto.world_model.trainer import load_world_model, train_world_model
-
-
-@pytest.fixture(scope="module")
-def world(tmp_path_factory):
-    """A debug world model on a small synthetic CartPole dataset, and that dataset as expert data.
-
-    The expert's action shows in the frame it acts on (bright for 1, dark for 0), so
-    that the action can be learned from the frame or from its latent.
-    """
-    from ditto.data import DatasetWriter, Episode
-    from ditto.envs import env_spec
-
-    root = tmp_path_factory.mktemp("world")
-    spec = env_spec("CartPole-v1")
-    rng = np.random.default_rng(0)
-    writer = DatasetWriter(
-        root / "expert", spec, {"expert": "synthetic", "epsilon": 0.0, "seed": 0}
-    )
-    for length in (12, 15, 9, 20, 14):
-        actions = rng.integers(0, 2, size=length)
-        shade = np.append(40 + 160 * actions, 120).astype(np.uint8)
-        frames = np.broadcast_to(shade[:, None, None, None], (length + 1, 1, 64, 64)).copy()
-        frames[:, :, :8] = rng.integers(0, 256, size=(length + 1, 1, 8, 64), dtype=np.uint8)
-        writer.add(
-            Episode(frames, actions, np.ones(length, np.float32), terminated=True, truncated=False)
-        )
-    train_world_model(
-        [root / "expert"], root / "wm", world_model_config("debug", steps=30), progress=False
-    )
-    return root
+from ditto.specs import ActionSpec
+from ditto.world_model.trainer import load_world_model
 
 
 def test_max_cosine_reward_values():
@@ -67,6 +39,24 @@ def test_nearest_similarity_matches_brute_force(name):
     )
     brute = SIMILARITIES[name](bank[None, None], learner[:, :, None]).max(-1).values
     assert torch.allclose(nearest_similarity(learner, bank, name, chunk=10), brute, atol=1e-5)
+
+
+def test_values_logits_and_nearest_rewards_keep_fp32_precision_under_bf16_autocast():
+    """bf16 keeps 8 bits of mantissa: computed in it, critic values near 15 would take about
+    ten distinct values, and the L2 distance of a near neighbour would cancel to 0."""
+    torch.manual_seed(0)
+    critic, actor = Critic(8, 2, 16), Actor(8, ActionSpec("discrete", 3), 2, 16)
+    torch.nn.init.constant_(critic.net[-1].bias, 15.0)
+    x = torch.randn(1000, 8)
+    bank = torch.randn(500, 32)
+    learner = bank[:100] + 0.01 * torch.randn(100, 32)
+    exact = -(learner[:, None] - bank[None]).norm(dim=-1).min(-1).values
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        values, logits = critic(x), actor.net(x)
+        nearest = nearest_similarity(learner, bank, "neg_l2")
+    assert values.dtype == logits.dtype == torch.float32
+    assert values.unique().numel() > 900 and logits.unique().numel() > 2900
+    assert torch.allclose(nearest, exact, atol=1e-3)  # the bf16 matmul was off by 10
 
 
 def test_lambda_returns_by_hand():

@@ -20,11 +20,16 @@ def resolve_device(device: str = "auto") -> torch.device:
             f"--device {device}: CUDA is not available on this machine; use --device cpu"
         )
     try:
-        return torch.device(device)
+        resolved = torch.device(device)
     except RuntimeError:
         raise DittoError(
             f"--device {device!r} is not a device; use cpu, cuda, cuda:N or auto"
         ) from None
+    if resolved.type == "cuda" and (resolved.index or 0) >= (count := torch.cuda.device_count()):
+        raise DittoError(
+            f"--device {device}: this machine has {count} CUDA device(s); use cuda:0 to cuda:{count - 1}"
+        )
+    return resolved
 
 
 @functools.cache
@@ -42,9 +47,12 @@ def cpu_has_native_bf16() -> bool:
 
 
 def use_bf16(precision: str, device: torch.device) -> bool:
-    """Resolve a precision setting: auto = bf16 autocast on GPUs and on CPUs with native bf16."""
+    """Resolve a precision setting: auto = bf16 autocast where the chip computes in bf16
+    natively (CUDA GPUs from Ampere on, CPUs with AVX512-BF16 or AMX), fp32 elsewhere."""
     if precision not in PRECISIONS:
         raise DittoError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
     if precision == "auto":
-        return device.type == "cuda" or (device.type == "cpu" and cpu_has_native_bf16())
+        if device.type == "cuda":
+            return torch.cuda.get_device_capability(device) >= (8, 0)
+        return device.type == "cpu" and cpu_has_native_bf16()
     return precision == "bf16"

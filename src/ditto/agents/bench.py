@@ -23,7 +23,7 @@ from ditto.agents.ditto import Ditto
 from ditto.agents.expert_data import ExpertLatents
 from ditto.config import agent_config, world_model_config
 from ditto.envs import env_spec
-from ditto.world_model.bench import MODES, _device_name, count_flops, time_calls
+from ditto.world_model.bench import MODES, _device_name, compiled, count_flops, time_calls
 from ditto.world_model.model import WorldModel
 
 _EPISODE_LENGTH = 200  # of the synthetic expert episodes
@@ -65,7 +65,7 @@ def bench_imagination(
     for preset in presets:
         baseline = None
         for mode in modes:
-            bf16, compiled = MODES[mode]
+            bf16, compile_mode = MODES[mode]
             torch.manual_seed(0)
             model = (
                 WorldModel(env_spec(env_id), world_model_config(preset))
@@ -77,9 +77,9 @@ def bench_imagination(
             expert = synthetic_latents(model, episodes, _EPISODE_LENGTH, horizon, device)
             algo = Ditto(model, expert, config)
             flops = count_flops(lambda algo=algo: algo.update(0, torch.Generator().manual_seed(0)))
-            if compiled:
-                model.rssm.img_step = torch.compile(model.rssm.img_step)
-                algo.actor.forward = torch.compile(algo.actor.forward)
+            if compile_mode:
+                model.rssm.img_step = compiled(model.rssm.img_step, compile_mode)
+                algo.actor.forward = torch.compile(algo.actor.forward, mode=compile_mode)
             generator = torch.Generator().manual_seed(0)
 
             def update(step: int, algo=algo, bf16=bf16, generator=generator) -> None:

@@ -18,12 +18,22 @@ from torch import nn
 from ditto.specs import ActionSpec
 
 
+class OutputLinear(nn.Linear):
+    """A head's last layer, computed in fp32 even under bf16 autocast. A bf16 output keeps 8
+    bits of mantissa: a value near 20 would move in steps of 0.125, as large as the rewards
+    it sums, and logits and discriminator scores would be as coarse."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        with torch.autocast(x.device.type, enabled=False):
+            return super().forward(x.float())
+
+
 def mlp(in_dim: int, out_dim: int, layers: int, units: int) -> nn.Sequential:
-    """`layers` hidden layers of `units` with ReLU, then a linear output."""
+    """`layers` hidden layers of `units` with ReLU, then a linear output in fp32."""
     parts: list[nn.Module] = []
     for i in range(layers):
         parts += [nn.Linear(in_dim if i == 0 else units, units), nn.ReLU()]
-    parts.append(nn.Linear(units if layers else in_dim, out_dim))
+    parts.append(OutputLinear(units if layers else in_dim, out_dim))
     return nn.Sequential(*parts)
 
 

@@ -38,8 +38,16 @@ def nearest_similarity(
     """Best similarity of each learner latent (..., D) to any of the bank's latents (N, D).
 
     Computed from pairwise dot products and norms, `chunk` bank rows at a time,
-    so that memory stays at (batch x chunk), never (batch x N x D).
+    so that memory stays at (batch x chunk), never (batch x N x D); in fp32 even under bf16
+    autocast, where |a|^2 + |b|^2 - 2 a.b of near neighbours would cancel to nothing.
     """
+    with torch.autocast(learner.device.type, enabled=False):
+        return _nearest_similarity(learner, bank, similarity, chunk)
+
+
+def _nearest_similarity(
+    learner: torch.Tensor, bank: torch.Tensor, similarity: str, chunk: int
+) -> torch.Tensor:
     flat = learner.reshape(-1, learner.shape[-1]).float()
     flat_norm = flat.norm(dim=-1, keepdim=True)
     best = torch.full((flat.shape[0],), -torch.inf, device=flat.device)

@@ -23,11 +23,15 @@ from ditto.config import world_model_config
 from ditto.envs import env_spec
 from ditto.world_model.model import WorldModel
 
+# mode: (bf16 autocast, torch.compile mode or None for eager). "reduce-overhead" adds CUDA
+# graphs, which replay a step's many small kernels (the RSSM's per-step GRU) in one launch;
+# on a CPU it compiles as "default" does.
 MODES = {
-    "fp32": (False, False),
-    "bf16": (True, False),
-    "fp32+compile": (False, True),
-    "bf16+compile": (True, True),
+    "fp32": (False, None),
+    "bf16": (True, None),
+    "fp32+compile": (False, "default"),
+    "bf16+compile": (True, "default"),
+    "bf16+compile+graphs": (True, "reduce-overhead"),
 }
 
 
@@ -72,9 +76,9 @@ def bench_mode(
     batch: int | None,
     length: int | None,
 ) -> dict:
-    bf16, compiled = MODES[mode]
+    bf16, compile_mode = MODES[mode]
     config = world_model_config(preset, batch=batch, length=length)
-    config = replace(config, precision="bf16" if bf16 else "fp32", compile=compiled)
+    config = replace(config, precision="bf16" if bf16 else "fp32", compile=compile_mode is not None)
     torch.manual_seed(0)
     model = WorldModel(env_spec(env_id), config).to(device)
     if device.type == "cuda":
@@ -91,7 +95,7 @@ def bench_mode(
         optimizer.step()
 
     flops = count_flops(train_step)
-    step = torch.compile(train_step) if compiled else train_step
+    step = compiled(train_step, compile_mode) if compile_mode else train_step
     warmup_s, median = time_calls(lambda _: step(), device, steps, warmup)
     result = {
         "preset": preset,
@@ -108,6 +112,13 @@ def bench_mode(
         "tflops_per_s": flops / median / 1e12,
     }
     return result
+
+
+def compiled(fn, mode: str):
+    """torch.compile(fn), afresh: each preset x mode compiles the same code again, and past
+    dynamo's recompile limit (8) torch would silently run it eager."""
+    torch._dynamo.reset()
+    return torch.compile(fn, mode=mode)
 
 
 def time_calls(fn, device: torch.device, steps: int, warmup: int) -> tuple[float, float]:

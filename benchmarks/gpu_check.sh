@@ -1,0 +1,59 @@
+#!/usr/bin/env bash
+# The GPU checks of issues 3 and 4, as one short run on the device machine (one H100/H200,
+# PyTorch preinstalled, no internet). Prepare here, then run there with .whl carried:
+#   bash benchmarks/gpu_wheels.sh                      # here: gymnasium + ale-py wheels
+#   bash benchmarks/gpu_check.sh [tests] [bench]       # there (default: both); ~8 min
+# Everything goes to $OUT (default runs/gpu_check): log.txt, the benchmarks' JSON lines.
+# Stages have their own time limits, so one that hangs (a long compile) costs only itself.
+# A dry run of the script itself on a CPU: DEVICE=cpu QUICK=1 PYTHON=.venv/bin/python bash ...
+set -uo pipefail
+cd "$(dirname "$0")/.."
+OUT=${OUT:-runs/gpu_check}
+mkdir -p "$OUT"
+PY=${PYTHON:-python3}
+stages=${*:-tests bench}
+DEVICE=${DEVICE:-cuda}
+if [ "${QUICK:-0}" = 1 ]; then  # the debug preset, one timed step: checks the script, not speed
+    wm_presets=debug img_presets=debug timing="--steps 1 --warmup 1"
+else
+    wm_presets=paper img_presets="small paper" timing="--steps 10 --warmup 3"
+fi
+exec > >(tee -a "$OUT/log.txt") 2>&1
+
+if [ -d .whl ]; then
+    "$PY" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
+        --target /tmp/ditto-site .whl/*.whl || exit 1
+    export PYTHONPATH=/tmp/ditto-site
+fi
+export PYTHONPATH=src${PYTHONPATH:+:$PYTHONPATH} PYTHONUNBUFFERED=1
+export CUBLAS_WORKSPACE_CONFIG=:4096:8  # deterministic cuBLAS, for the resume tests
+export DITTO_TEST_DEVICE=$DEVICE
+
+stage() {  # stage NAME SECONDS COMMAND...: run it under a time limit; rc and time to stderr
+    local name=$1 limit=$2 start=$SECONDS
+    shift 2
+    echo "=== $name (limit ${limit}s): $*" >&2
+    timeout "$limit" "$@"
+    echo "=== $name: rc=$? in $((SECONDS - start))s" >&2
+}
+
+date -u
+nvidia-smi -L 2>/dev/null
+"$PY" -c "import torch, ditto; print('torch', torch.__version__, 'cuda', torch.version.cuda, \
+torch.cuda.is_available() and torch.cuda.get_device_name(), '| ditto', ditto.__version__)"
+
+if [[ " $stages " == *" tests "* ]]; then
+    # test_device.py runs on $DEVICE; the others run on "auto", which is cuda on a GPU machine.
+    stage tests 240 "$PY" -m pytest -q -p no:cacheprovider -ra \
+        tests/test_device.py tests/test_world_model.py tests/test_agents.py
+fi
+if [[ " $stages " == *" bench "* ]]; then
+    # Each result is a JSON line written as its mode finishes, so a stage cut short by its
+    # limit keeps the modes it finished.
+    stage bench-world-model 300 "$PY" -m ditto bench world-model --preset $wm_presets \
+        --device "$DEVICE" --modes fp32 bf16 bf16+compile bf16+compile+graphs $timing --json \
+        | tee "$OUT/bench_world_model.jsonl"
+    stage bench-imagination 150 "$PY" -m ditto bench imagination --preset $img_presets \
+        --device "$DEVICE" --modes fp32 bf16 bf16+compile $timing --json \
+        | tee "$OUT/bench_imagination.jsonl"
+fi
