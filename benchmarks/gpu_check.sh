@@ -2,9 +2,12 @@
 # The GPU checks of issues 3 and 4, as one short run on the device machine (one H100/H200,
 # PyTorch preinstalled, no internet). Prepare here, then run there with .whl carried:
 #   bash benchmarks/gpu_wheels.sh                      # here: gymnasium + ale-py wheels
-#   bash benchmarks/gpu_check.sh [tests] [bench]       # there (default: both); ~8 min
-# Everything goes to $OUT (default runs/gpu_check): log.txt, the benchmarks' JSON lines.
-# Stages have their own time limits, so one that hangs (a long compile) costs only itself.
+#   bash benchmarks/gpu_check.sh [tests] [bench] [pong]   # there (default: tests bench)
+# Each command of the device tool runs at most 10 minutes, so run "tests bench" (at most
+# 9 min) and "pong" (at most 8 min) as two calls. Everything goes to $OUT (default
+# runs/gpu_check): log.txt, the benchmarks' JSON lines, the Pong run's metrics, GIF, score.
+# Each stage has a time limit, and at its limit gets Ctrl-C (SIGINT): a trainer then saves
+# its checkpoint and stops, pytest prints its summary, a benchmark keeps its finished modes.
 # A dry run of the script itself on a CPU: DEVICE=cpu QUICK=1 PYTHON=.venv/bin/python bash ...
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -15,8 +18,10 @@ stages=${*:-tests bench}
 DEVICE=${DEVICE:-cuda}
 if [ "${QUICK:-0}" = 1 ]; then  # the debug preset, one timed step: checks the script, not speed
     wm_presets=debug img_presets=debug timing="--steps 1 --warmup 1"
+    pong_preset=debug wm_steps=20 agent_steps=20
 else
     wm_presets=paper img_presets="small paper" timing="--steps 10 --warmup 3"
+    pong_preset=paper wm_steps=1000 agent_steps=500
 fi
 exec > >(tee -a "$OUT/log.txt") 2>&1
 
@@ -33,7 +38,7 @@ stage() {  # stage NAME SECONDS COMMAND...: run it under a time limit; rc and ti
     local name=$1 limit=$2 start=$SECONDS
     shift 2
     echo "=== $name (limit ${limit}s): $*" >&2
-    timeout "$limit" "$@"
+    timeout -s INT -k 30 "$limit" "$@"
     echo "=== $name: rc=$? in $((SECONDS - start))s" >&2
 }
 
@@ -44,16 +49,36 @@ torch.cuda.is_available() and torch.cuda.get_device_name(), '| ditto', ditto.__v
 
 if [[ " $stages " == *" tests "* ]]; then
     # test_device.py runs on $DEVICE; the others run on "auto", which is cuda on a GPU machine.
-    stage tests 240 "$PY" -m pytest -q -p no:cacheprovider -ra \
+    stage tests 180 "$PY" -m pytest -q -p no:cacheprovider -ra \
         tests/test_device.py tests/test_world_model.py tests/test_agents.py
 fi
 if [[ " $stages " == *" bench "* ]]; then
     # Each result is a JSON line written as its mode finishes, so a stage cut short by its
     # limit keeps the modes it finished.
-    stage bench-world-model 300 "$PY" -m ditto bench world-model --preset $wm_presets \
+    stage bench-world-model 240 "$PY" -m ditto bench world-model --preset $wm_presets \
         --device "$DEVICE" --modes fp32 bf16 bf16+compile bf16+compile+graphs $timing --json \
         | tee "$OUT/bench_world_model.jsonl"
-    stage bench-imagination 150 "$PY" -m ditto bench imagination --preset $img_presets \
+    stage bench-imagination 120 "$PY" -m ditto bench imagination --preset $img_presets \
         --device "$DEVICE" --modes fp32 bf16 bf16+compile $timing --json \
         | tee "$OUT/bench_imagination.jsonl"
+fi
+if [[ " $stages " == *" pong "* ]]; then
+    # End to end on the device, briefly: scripted Pong data (expert and noisy), the world
+    # model at the preset's sizes for up to 1000 steps, DITTO on it, scored in the real env.
+    work=${WORK:-/tmp/ditto-pong}
+    ditto=("$PY" -m ditto)
+    stage pong-collect 60 "${ditto[@]}" collect --env ALE/Pong-v5 --expert scripted \
+        --episodes 6 --out "$work/expert"
+    stage pong-collect-noisy 60 "${ditto[@]}" collect --env ALE/Pong-v5 --expert scripted \
+        --epsilon 0.5 --episodes 6 --seed 100 --out "$work/noisy"
+    stage pong-world-model 150 "${ditto[@]}" train-world-model --data "$work/expert" \
+        "$work/noisy" --out "$work/wm" --preset $pong_preset --steps $wm_steps \
+        --device "$DEVICE" --set eval_every=250 checkpoint_every=250
+    stage pong-ditto 60 "${ditto[@]}" train --algo ditto --world-model "$work/wm" \
+        --expert-data "$work/expert" --expert-episodes 4 --out "$work/ditto" \
+        --preset $pong_preset --steps $agent_steps --device "$DEVICE" --set checkpoint_every=100
+    stage pong-evaluate 90 "${ditto[@]}" evaluate "$work/ditto" --checkpoints 2 --episodes 4 \
+        --device "$DEVICE" --json | tee "$OUT/pong_eval.json"
+    cp "$work/wm/metrics.jsonl" "$OUT/pong_world_model_metrics.jsonl"
+    cp "$work/wm/diagnostics/open_loop.gif" "$OUT/pong_open_loop.gif"
 fi
