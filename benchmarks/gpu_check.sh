@@ -56,7 +56,7 @@ if [[ " $stages " == *" bench "* ]]; then
     # Each result is a JSON line written as its mode finishes, so a stage cut short by its
     # limit keeps the modes it finished.
     stage bench-world-model 240 "$PY" -m ditto bench world-model --preset $wm_presets \
-        --device "$DEVICE" --modes fp32 bf16 bf16+compile bf16+compile+graphs $timing --json \
+        --device "$DEVICE" --modes fp32 bf16 bf16+channels-last bf16+compile bf16+compile+graphs $timing --json \
         | tee "$OUT/bench_world_model.jsonl"
     stage bench-imagination 120 "$PY" -m ditto bench imagination --preset $img_presets \
         --device "$DEVICE" --modes fp32 bf16 bf16+compile $timing --json \

@@ -238,7 +238,7 @@ def _print_bench(args: argparse.Namespace, result: dict, measured: str) -> None:
         return
     speedup = f"x{result['speedup_vs_first_mode']:.2f} vs {args.modes[0]}"
     print(
-        f"{result['preset']:>6} {result['mode']:<13} {measured}, {speedup} [{result['device']}]",
+        f"{result['preset']:>6} {result['mode']:<19} {measured}, {speedup} [{result['device']}]",
         flush=True,
     )
 
@@ -565,7 +565,7 @@ def build_parser() -> argparse.ArgumentParser:
     bench = commands.add_parser("bench", help="speed benchmarks")
     sub = bench.add_subparsers(dest="bench_command", required=True, metavar="COMMAND")
     presets, modes = ["debug", "small", "paper"], ["fp32", "bf16", "fp32+compile", "bf16+compile"]
-    graphs = "bf16+compile+graphs"  # CUDA graphs: for GPUs, so not a default (ditto.world_model.bench.MODES)
+    gpu_modes = ["bf16+compile+graphs", "bf16+channels-last"]  # ditto.world_model.bench.MODES
     for name, helptext, func in (
         (
             "world-model",
@@ -580,7 +580,7 @@ def build_parser() -> argparse.ArgumentParser:
     ):
         p = sub.add_parser(name, help=helptext)
         p.add_argument("--preset", nargs="+", default=presets, choices=presets)
-        p.add_argument("--modes", nargs="+", default=modes, choices=[*modes, graphs])
+        p.add_argument("--modes", nargs="+", default=modes, choices=[*modes, *gpu_modes])
         p.add_argument("--device", default="auto")
         p.add_argument(
             "--steps", type=int, default=5, help="timed steps per mode (median reported)"

@@ -15,6 +15,7 @@ import statistics
 import time
 from collections.abc import Iterator
 from dataclasses import replace
+from typing import NamedTuple
 
 import numpy as np
 import torch
@@ -23,15 +24,23 @@ from ditto.config import world_model_config
 from ditto.envs import env_spec
 from ditto.world_model.model import WorldModel
 
-# mode: (bf16 autocast, torch.compile mode or None for eager). "reduce-overhead" adds CUDA
-# graphs, which replay a step's many small kernels (the RSSM's per-step GRU) in one launch;
-# on a CPU it compiles as "default" does.
+
+class Mode(NamedTuple):
+    bf16: bool  # autocast
+    compile: str | None  # a torch.compile mode, None for eager
+    channels_last: bool = False  # conv weights in NHWC (cuDNN's fast layout for bf16)
+
+
+# "reduce-overhead" adds CUDA graphs, which replay a step's many small kernels (the RSSM's
+# per-step GRU) in one launch; on a CPU it compiles as "default" does. The trainer runs
+# fp32 or bf16, eager or compiled ("default"), NCHW; the other modes measure candidates.
 MODES = {
-    "fp32": (False, None),
-    "bf16": (True, None),
-    "fp32+compile": (False, "default"),
-    "bf16+compile": (True, "default"),
-    "bf16+compile+graphs": (True, "reduce-overhead"),
+    "fp32": Mode(False, None),
+    "bf16": Mode(True, None),
+    "fp32+compile": Mode(False, "default"),
+    "bf16+compile": Mode(True, "default"),
+    "bf16+compile+graphs": Mode(True, "reduce-overhead"),
+    "bf16+channels-last": Mode(True, None, channels_last=True),
 }
 
 
@@ -76,12 +85,12 @@ def bench_mode(
     batch: int | None,
     length: int | None,
 ) -> dict:
-    bf16, compile_mode = MODES[mode]
+    bf16, compile_mode, channels_last = MODES[mode]
     config = world_model_config(preset, batch=batch, length=length)
     config = replace(config, precision="bf16" if bf16 else "fp32", compile=compile_mode is not None)
     torch.manual_seed(0)
     model = WorldModel(env_spec(env_id), config).to(device)
-    if device.type == "cuda":
+    if channels_last:
         model = model.to(memory_format=torch.channels_last)
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, eps=config.eps)
     frames, actions, is_first = _batch(model, config.batch, config.length, device)
