@@ -141,6 +141,23 @@ def test_cartpole_frames_show_the_pole_tilt_and_the_cart_position():
     assert np.array_equal(frame, to_frame(render_cartpole(state)))
 
 
+def test_pendulum_frames_show_the_rods_angle():
+    from ditto.envs.pendulum import render_pendulum
+
+    def rod_centre(angle):  # (x, y) of the dark pixels, relative to the frame's centre
+        gray = render_pendulum(np.array([np.cos(angle), np.sin(angle), 0.0])).mean(-1)
+        ys, xs = np.nonzero(gray < 128)
+        return xs.mean() - 32, ys.mean() - 32
+
+    for angle, (dx, dy) in ((0.0, (0, -1)), (np.pi, (0, 1)), (np.pi / 2, (-1, 0))):
+        x, y = rod_centre(angle)  # angle 0 is up; positive angles turn counter-clockwise
+        assert np.sign(np.round([x, y], 1)).tolist() == [dx, dy] and max(abs(x), abs(y)) > 8
+    env = make_env("Pendulum-v1", seed=0)
+    frame, _ = env.reset(seed=0)
+    assert env_spec("Pendulum-v1").pixels == "ditto-pendulum-1"
+    assert np.array_equal(frame, to_frame(render_pendulum(env.get_wrapper_attr("state"))))
+
+
 def test_specs_record_who_draws_the_frames():
     cartpole = env_spec("CartPole-v1")
     assert cartpole.pixels == "ditto-cartpole-1" and env_spec("ALE/Pong-v5").pixels == "render"

@@ -24,14 +24,30 @@ def play(env_id: str, seed: int, steps: int, expert=None, env=None):
     return env, actions, rewards
 
 
-def test_registry_has_the_three_games():
-    assert {"CartPole-v1", "ALE/Pong-v5", "ALE/Breakout-v5"} <= set(SCRIPTED_EXPERTS)
+def test_registry_has_the_four_envs():
+    assert {"CartPole-v1", "Pendulum-v1", "ALE/Pong-v5", "ALE/Breakout-v5"} <= set(SCRIPTED_EXPERTS)
 
 
 @pytest.mark.parametrize("seed", [0, 1])
 def test_cartpole_balances_for_the_full_500_steps(seed):
     _, _, rewards = play("CartPole-v1", seed, 600)
     assert sum(rewards) == 500
+
+
+@pytest.mark.parametrize("seed", [0, 3])
+def test_pendulum_swings_up_and_balances(seed):
+    """Random torques score about -1150 over Pendulum's 200 steps; the expert -0.4 to -250
+    (from hanging, the swing-up costs most of it), and ends every episode upright."""
+    env, expert = make_env("Pendulum-v1"), make_expert("scripted", "Pendulum-v1")
+    frame, _ = env.reset(seed=seed)
+    total, done = 0.0, False
+    while not done:
+        action = expert.act(env, frame)
+        assert action.shape == (1,) and action.dtype == np.float32 and abs(action[0]) <= 2
+        frame, reward, terminated, truncated, _ = env.step(action)
+        total, done = total + reward, terminated or truncated
+    cos, _, velocity = env.get_wrapper_attr("state")
+    assert total > -300 and cos > 0.99 and abs(velocity) < 0.5
 
 
 def test_pong_wins_points_and_loses_none():

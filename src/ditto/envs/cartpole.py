@@ -15,14 +15,10 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
+from ditto.envs.pixels import draw_polygon
+
 CARTPOLE_PIXELS = "ditto-cartpole-1"  # EnvSpec.pixels: bump it when the drawing changes
 X_THRESHOLD = 2.4  # CartPole-v1 ends an episode beyond this cart position
-SUBPIXEL = 4  # cv2 fixed-point bits: draw with 1/16-px precision, anti-aliased
-
-
-def _polygon(image: np.ndarray, points: np.ndarray, color: tuple[int, int, int]) -> None:
-    fixed = np.round(points * (1 << SUBPIXEL)).astype(np.int32)
-    cv2.fillConvexPoly(image, fixed, color, lineType=cv2.LINE_AA, shift=SUBPIXEL)
 
 
 def render_cartpole(state: np.ndarray, size: int = 64) -> np.ndarray:
@@ -39,7 +35,7 @@ def render_cartpole(state: np.ndarray, size: int = 64) -> np.ndarray:
         )
     half_w, half_h = 0.08 * size, 0.045 * size
     cart = np.array([[-half_w, -half_h], [half_w, -half_h], [half_w, half_h], [-half_w, half_h]])
-    _polygon(image, cart + [cart_x, track_y], (0, 0, 0))
+    draw_polygon(image, cart + [cart_x, track_y], (0, 0, 0))
     # The pole: a rectangle from the axle (the cart's top) along the pole's angle.
     length, half_width = 0.6 * size, 0.025 * size
     along = np.array([np.sin(theta), -np.cos(theta)])  # image y points down
@@ -47,5 +43,5 @@ def render_cartpole(state: np.ndarray, size: int = 64) -> np.ndarray:
     axle = np.array([cart_x, track_y - half_h])
     pole = [axle - half_width * across, axle + half_width * across]
     pole += [pole[1] + length * along, pole[0] + length * along]
-    _polygon(image, np.array(pole), (202, 152, 101))
+    draw_polygon(image, np.array(pole), (202, 152, 101))
     return image

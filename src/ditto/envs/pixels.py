@@ -27,3 +27,12 @@ def to_frame(image: np.ndarray, size: int = FRAME_SIZE, grayscale: bool = True) 
     if image.ndim == 2:
         return image[None]
     return np.ascontiguousarray(image.transpose(2, 0, 1))
+
+
+SUBPIXEL = 4  # cv2 fixed-point bits: draw with 1/16-px precision, anti-aliased
+
+
+def draw_polygon(image: np.ndarray, points: np.ndarray, color: tuple[int, int, int]) -> None:
+    """Fill the convex polygon `points` (x, y in pixels, sub-pixel precise) on an RGB image."""
+    fixed = np.round(points * (1 << SUBPIXEL)).astype(np.int32)
+    cv2.fillConvexPoly(image, fixed, color, lineType=cv2.LINE_AA, shift=SUBPIXEL)

@@ -8,6 +8,7 @@ import gymnasium as gym
 import numpy as np
 
 from ditto.envs.cartpole import CARTPOLE_PIXELS, render_cartpole
+from ditto.envs.pendulum import PENDULUM_PIXELS, render_pendulum
 from ditto.envs.pixels import FRAME_SIZE, to_frame
 from ditto.specs import ActionSpec, EnvSpec, SpecError
 
@@ -32,7 +33,8 @@ def action_spec_of(space: gym.Space) -> ActionSpec:
 # Envs drawn by ditto for a small camera instead of by their own render (see cartpole.py).
 # Each as (the name recorded in EnvSpec.pixels, the drawing function).
 RENDERERS: dict[str, tuple[str, Callable[[np.ndarray, int], np.ndarray]]] = {
-    "CartPole-v1": (CARTPOLE_PIXELS, render_cartpole)
+    "CartPole-v1": (CARTPOLE_PIXELS, render_cartpole),
+    "Pendulum-v1": (PENDULUM_PIXELS, render_pendulum),
 }
 
 

@@ -1,7 +1,7 @@
 """Scripted experts: strong controllers that need no training and no download.
 
-CartPole-v1 balances from the state vector; Pong and Breakout read the ball and
-paddle positions from the Atari console RAM.
+CartPole-v1 balances and Pendulum-v1 swings up and balances from the state vector;
+Pong and Breakout read the ball and paddle positions from the Atari console RAM.
 
 Why the Atari experts look ahead: both games are played with an emulated analog
 paddle. Its position lags the input (it keeps moving for ~2 agent steps after the
@@ -36,6 +36,30 @@ class CartPoleExpert(Expert):
     def act(self, env, frame):
         state = env.get_wrapper_attr("state")
         return int(float(self.GAINS @ state) > 0.0)
+
+
+class PendulumExpert(Expert):
+    """Energy pumping to swing up, then a PD controller that holds the pendulum upright.
+
+    Pendulum-v1 (mass 1, length 1, g = 10, torque in [-2, 2]) cannot lift the rod
+    straight up: below the balance region it pushes with full torque along the swing
+    while the energy is short of the upright's and against it when above, so each
+    swing climbs higher; near the top (|angle| < 0.5 rad) the PD law balances it.
+    """
+
+    BALANCE_ANGLE = 0.5  # rad from upright where the PD law takes over
+    GAINS = (12.0, 2.5)  # on the angle and the angular velocity
+
+    def act(self, env, frame):
+        cos, sin, velocity = env.get_wrapper_attr("state")
+        angle = float(np.arctan2(sin, cos))  # 0 is upright
+        if abs(angle) < self.BALANCE_ANGLE:
+            torque = -(self.GAINS[0] * angle + self.GAINS[1] * velocity)
+        else:
+            # Energy relative to resting upright: rotational (I = 1/3) + potential.
+            energy = velocity**2 / 6 + 5.0 * (cos - 1.0)
+            torque = 2.0 * np.sign(velocity) * (1.0 if energy < 0 else -1.0)
+        return np.array([np.clip(torque, -2.0, 2.0)], dtype=np.float32)
 
 
 def _signed(byte) -> int:
@@ -213,6 +237,7 @@ class BreakoutExpert(_LookaheadExpert):
 
 SCRIPTED_EXPERTS: dict[str, type[Expert]] = {
     "CartPole-v1": CartPoleExpert,
+    "Pendulum-v1": PendulumExpert,
     "ALE/Pong-v5": PongExpert,
     "ALE/Breakout-v5": BreakoutExpert,
 }
