@@ -69,6 +69,6 @@ class ActorCritic(nn.Module):
             "losses/actor": actor_loss.item(),
             "losses/critic": critic_loss.item(),
             "charts/entropy": rollout.entropies.mean().item(),
-            "charts/reward": float(rewards.mean()),
-            "charts/value": float(values.mean()),
+            "charts/reward": rewards.detach().mean().item(),  # continuous: they carry gradients
+            "charts/value": values.detach().mean().item(),
         }
