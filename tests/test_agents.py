@@ -146,15 +146,14 @@ def test_continuous_actions_learn_through_the_dynamics_and_every_method_trains(
     actor = Actor(model.feature_dim, model.spec.action, 2, 16)
     rollout = imagine(model, actor, model.features(model.initial(4)), horizon=3)
     assert rollout.actions.shape == (3, 4, 1) and rollout.actions.abs().max() <= 2.0
-    rollout.features[
-        -1
-    ].sum().backward()  # the last state depends on the actions only via the model
+    # The last state depends on the actions only through the model.
+    rollout.features[-1].sum().backward()
     assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in actor.parameters())
 
     for algo in ("ditto", "dbc", "dgail", "bc"):
         config = agent_config("debug", algo=algo, expert_episodes=3, steps=6, checkpoint_every=6)
-        with warnings.catch_warnings():
-            warnings.simplefilter("error")
+        with warnings.catch_warnings():  # e.g. a metric read from a tensor that carries gradients
+            warnings.filterwarnings("error", message="Converting a tensor with requires_grad")
             run = train_agent(
                 config,
                 path,
@@ -164,7 +163,8 @@ def test_continuous_actions_learn_through_the_dynamics_and_every_method_trains(
             ).path
         assert np.isfinite(_metric(run, "losses/actor")).all()
     score = evaluate_run(tmp_path / "ditto", episodes=2, progress=False)
-    assert score["episodes"] == 2 and -16.3 * 200 <= score["return_mean"] <= 0  # Pendulum's range
+    # Any return in Pendulum's range (-16.3 per step at worst): deployment runs, with no NaN.
+    assert score["episodes"] == 2 and -16.3 * 200 <= score["return_mean"] <= 0
 
 
 @pytest.mark.parametrize("policy_ema", [0.0, 0.5])
@@ -261,8 +261,8 @@ def test_deployed_agents_act_on_dataset_frames(world, tmp_path):
         agent = agent_loader(saved, torch.device("cpu"), greedy=True)(
             load_checkpoint(policy_snapshots(run)[-1])
         )
-        with warnings.catch_warnings():
-            warnings.simplefilter("error")
+        with warnings.catch_warnings():  # e.g. a metric read from a tensor that carries gradients
+            warnings.filterwarnings("error", message="Converting a tensor with requires_grad")
             actions = agent.act(frames, np.array([True, False, False]))
         assert actions.shape == (3,) and set(actions) <= {0, 1}
 

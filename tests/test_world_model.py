@@ -7,6 +7,7 @@ import torch
 from ditto.checkpoint import CheckpointError, load_checkpoint
 from ditto.config import world_model_config
 from ditto.data import ChunkSampler, Dataset
+from ditto.device import use_bf16
 from ditto.envs import env_spec
 from ditto.errors import DittoError, SpecError
 from ditto.runs import read_config
@@ -75,6 +76,17 @@ def test_state_resets_at_episode_start():
     torch.manual_seed(0)
     carried = model.observe(frames, actions, torch.zeros_like(is_first), busy)
     assert not torch.allclose(carried.deter[:, 0], from_zero.deter[:, 0])
+
+
+def test_auto_precision_is_bf16_only_where_the_chip_computes_in_it(monkeypatch):
+    """Pre-Ampere GPUs (V100, T4) emulate bf16 slowly, as CPUs without AVX512-BF16 or AMX do."""
+    cuda = torch.device("cuda")
+    for capability, bf16 in (((7, 0), False), ((7, 5), False), ((8, 0), True), ((9, 0), True)):
+        monkeypatch.setattr(torch.cuda, "get_device_capability", lambda device, c=capability: c)
+        assert use_bf16("auto", cuda) is bf16
+    assert use_bf16("fp32", cuda) is False and use_bf16("bf16", torch.device("cpu")) is True
+    with pytest.raises(DittoError, match="precision must be one of auto, bf16, fp32"):
+        use_bf16("fp16", cuda)
 
 
 def test_bad_inputs_are_clear_errors():

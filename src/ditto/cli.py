@@ -565,7 +565,9 @@ def build_parser() -> argparse.ArgumentParser:
     bench = commands.add_parser("bench", help="speed benchmarks")
     sub = bench.add_subparsers(dest="bench_command", required=True, metavar="COMMAND")
     presets, modes = ["debug", "small", "paper"], ["fp32", "bf16", "fp32+compile", "bf16+compile"]
-    gpu_modes = ["bf16+compile+graphs", "bf16+channels-last"]  # ditto.world_model.bench.MODES
+    graphs = (
+        "bf16+compile+graphs"  # CUDA graphs, for GPUs (the modes: ditto.world_model.bench.MODES)
+    )
     for name, helptext, func in (
         (
             "world-model",
@@ -580,7 +582,7 @@ def build_parser() -> argparse.ArgumentParser:
     ):
         p = sub.add_parser(name, help=helptext)
         p.add_argument("--preset", nargs="+", default=presets, choices=presets)
-        p.add_argument("--modes", nargs="+", default=modes, choices=[*modes, *gpu_modes])
+        p.add_argument("--modes", nargs="+", default=modes, choices=[*modes, graphs])
         p.add_argument("--device", default="auto")
         p.add_argument(
             "--steps", type=int, default=5, help="timed steps per mode (median reported)"

@@ -65,7 +65,7 @@ def bench_imagination(
     for preset in presets:
         baseline = None
         for mode in modes:
-            bf16, compile_mode, _ = MODES[mode]  # no convolutions in imagination
+            bf16, compile_mode = MODES[mode]
             torch.manual_seed(0)
             model = (
                 WorldModel(env_spec(env_id), world_model_config(preset))

@@ -1,4 +1,5 @@
-"""The one place where an image becomes a frame the project stores and models see.
+"""The one place where an image becomes a frame the project stores and models see, and
+the drawing helper of the envs that ditto draws itself (cartpole.py, pendulum.py).
 
 A frame is uint8 with shape (C, H, W): C = 1 (grayscale) or 3 (RGB), H = W = 64
 by default.
