@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Fetch, here, the wheels that the GPU device machine lacks (it has PyTorch, numpy,
-# safetensors, tqdm, pytest, ... but no gymnasium or ale-py, and no internet), for its
+# Fetch, here, the wheels that the GPU device machine lacks (it has PyTorch, numpy, opencv,
+# pillow, safetensors, tqdm, pytest, ... but no gymnasium or ale-py, and no internet), for its
 # Python 3.12, into .whl/ (git-ignored). benchmarks/gpu_check.sh installs them there.
 #   bash benchmarks/gpu_wheels.sh
 set -euo pipefail
