@@ -7,7 +7,6 @@ Precision is "auto" (the debug presets' is fp32), so on an Ampere or later GPU t
 runs under bf16 autocast.
 """
 
-import json
 import os
 
 import numpy as np
@@ -20,6 +19,7 @@ from ditto.config import agent_config, world_model_config
 from ditto.device import resolve_device
 from ditto.errors import DittoError
 from ditto.evaluation.protocol import evaluate_run
+from ditto.runs import METRICS, read_metrics
 from ditto.world_model.bench import bench_world_model
 from ditto.world_model.trainer import load_world_model, train_world_model
 
@@ -40,8 +40,7 @@ def deterministic():
 
 
 def _records(run, key):
-    lines = (run / "metrics.jsonl").read_text().splitlines()
-    return {r["step"]: r[key] for r in map(json.loads, lines) if key in r}
+    return {r["step"]: r[key] for r in read_metrics(run / METRICS) if key in r}
 
 
 def test_world_model_trains_resumes_and_loads_on_either_device(make_dataset, tmp_path):

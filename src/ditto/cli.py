@@ -565,9 +565,8 @@ def build_parser() -> argparse.ArgumentParser:
     bench = commands.add_parser("bench", help="speed benchmarks")
     sub = bench.add_subparsers(dest="bench_command", required=True, metavar="COMMAND")
     presets, modes = ["debug", "small", "paper"], ["fp32", "bf16", "fp32+compile", "bf16+compile"]
-    graphs = (
-        "bf16+compile+graphs"  # CUDA graphs, for GPUs (the modes: ditto.world_model.bench.MODES)
-    )
+    # CUDA graphs, for GPUs, so not a default (the modes: ditto.world_model.bench.MODES)
+    graphs = "bf16+compile+graphs"
     for name, helptext, func in (
         (
             "world-model",
