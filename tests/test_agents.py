@@ -16,9 +16,9 @@ from ditto.config import agent_config, world_model_config
 from ditto.data import Dataset
 from ditto.errors import ConfigError, DittoError, SpecError
 from ditto.evaluation.protocol import agent_loader, evaluate_run, normalized_score, policy_snapshots
-from ditto.runs import read_config
+from ditto.runs import CHECKPOINT, read_config
 from ditto.specs import ActionSpec
-from ditto.world_model.trainer import load_world_model, train_world_model
+from ditto.world_model.trainer import TrainingDiverged, load_world_model, train_world_model
 
 
 def test_max_cosine_reward_values():
@@ -222,6 +222,58 @@ def test_policy_ema_snapshots_hold_the_moving_average_of_the_trained_policy(worl
     assert not torch.equal(deployed["net.0.weight"], trained[-1]["net.0.weight"])
     with pytest.raises(ConfigError, match="policy_ema 1 would never move the deployed policy"):
         agent_config("debug", policy_ema=1.0)
+
+
+def test_a_nan_gradient_stops_the_run_before_its_nan_actor_is_saved_or_sampled(world, tmp_path):
+    config = agent_config("debug", algo="ditto", expert_episodes=3, steps=6, checkpoint_every=1)
+    trainer = AgentTrainer(config, world / "expert", tmp_path / "run", world / "wm", progress=False)
+    updates = {"n": 0}
+
+    def nan_from_the_third_update(grad):
+        updates["n"] += 1
+        return torch.full_like(grad, float("nan")) if updates["n"] >= 3 else grad
+
+    next(trainer.policy.parameters()).register_hook(nan_from_the_third_update)
+    with pytest.raises(TrainingDiverged, match="ditto diverged at update 3 .*last good checkpoint"):
+        trainer.train()
+    assert load_checkpoint(tmp_path / "run" / CHECKPOINT).meta["step"] == 2
+
+
+@pytest.mark.parametrize("algo", ["ditto", "world_model"])
+def test_a_resumed_run_keeps_the_precision_that_auto_chose_at_its_start(
+    world, make_dataset, tmp_path, monkeypatch, algo
+):
+    """Resumed on a machine whose "auto" means bf16, a run begun in fp32 stays in fp32."""
+    if algo == "world_model":
+        path, _ = make_dataset()
+
+        def train(steps, out, resume):
+            config = world_model_config("debug", steps=steps, precision="auto")
+            train_world_model([path], out, config, device="cpu", resume=resume, progress=False)
+
+    else:
+
+        def train(steps, out, resume):
+            config = agent_config(
+                "debug", algo=algo, expert_episodes=2, steps=steps, precision="auto"
+            )
+            train_agent(
+                config,
+                world / "expert",
+                out,
+                world / "wm",
+                device="cpu",
+                resume=resume,
+                progress=False,
+            )
+
+    monkeypatch.setattr("ditto.device.cpu_has_native_bf16", lambda: False)
+    train(1, tmp_path / "run", resume=False)
+    monkeypatch.setattr("ditto.device.cpu_has_native_bf16", lambda: True)
+    train(2, tmp_path / "run", resume=True)
+    train(2, tmp_path / "fresh", resume=False)
+    assert json.loads((tmp_path / "run" / "config.json").read_text())["bf16"] is False
+    assert json.loads((tmp_path / "fresh" / "config.json").read_text())["bf16"] is True
 
 
 def test_evaluation_is_reproducible_and_read_only(world, tmp_path):

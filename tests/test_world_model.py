@@ -250,7 +250,11 @@ def test_existing_run_needs_resume(make_dataset, tmp_path):
         )
 
 
-def test_nan_loss_stops_and_keeps_the_last_checkpoint(make_dataset, tmp_path, monkeypatch):
+@pytest.mark.parametrize("broken, at_step", [("loss", 5), ("gradient", 6)])
+def test_nan_loss_or_gradient_stops_and_keeps_the_last_good_checkpoint(
+    make_dataset, tmp_path, monkeypatch, broken, at_step
+):
+    """A NaN gradient under a finite loss makes the weights NaN at once; step 6 would save them."""
     path, _ = make_dataset()
     config = world_model_config("debug", steps=10, checkpoint_every=3)
     trainer = WorldModelTrainer([path], tmp_path / "run", config, progress=False)
@@ -259,12 +263,16 @@ def test_nan_loss_stops_and_keeps_the_last_checkpoint(make_dataset, tmp_path, mo
     def loss_that_breaks(self, *args, **kwargs):
         calls["n"] += 1
         loss, metrics, last = real_loss(self, *args, **kwargs)
-        if calls["n"] >= 5:
+        if calls["n"] >= at_step and broken == "loss":
             metrics = {**metrics, "loss": torch.tensor(float("nan"))}
+        if calls["n"] >= at_step and broken == "gradient":
+            loss.register_hook(lambda grad: torch.full_like(grad, float("nan")))
         return loss, metrics, last
 
     monkeypatch.setattr(WorldModel, "loss", loss_that_breaks)
-    with pytest.raises(TrainingDiverged, match="became nan at step 5; the last good checkpoint"):
+    with pytest.raises(
+        TrainingDiverged, match=f"diverged at step {at_step} .*; the last good checkpoint"
+    ):
         trainer.train()
     assert load_checkpoint(tmp_path / "run" / CHECKPOINT).meta["step"] == 3
 

@@ -55,7 +55,7 @@ class ActorCritic(nn.Module):
         actor_loss = -(objective + entropy_scale * rollout.entropies).mean()
         self.actor_optimizer.zero_grad(set_to_none=True)
         actor_loss.backward()
-        nn.utils.clip_grad_norm_(self.actor.parameters(), 100.0)
+        actor_grad_norm = nn.utils.clip_grad_norm_(self.actor.parameters(), 100.0)
         self.actor_optimizer.step()
 
         critic_loss = (
@@ -63,7 +63,7 @@ class ActorCritic(nn.Module):
         )
         self.critic_optimizer.zero_grad(set_to_none=True)
         critic_loss.backward()
-        nn.utils.clip_grad_norm_(self.critic.parameters(), 100.0)
+        critic_grad_norm = nn.utils.clip_grad_norm_(self.critic.parameters(), 100.0)
         self.critic_optimizer.step()
         return {
             "losses/actor": actor_loss.item(),
@@ -71,4 +71,8 @@ class ActorCritic(nn.Module):
             "charts/entropy": rollout.entropies.mean().item(),
             "charts/reward": rewards.detach().mean().item(),  # continuous: they carry gradients
             "charts/value": values.detach().mean().item(),
+            # Logged so that a non-finite gradient stops the run at this update, before the next
+            # rollout samples actions from the NaN actor it leaves behind.
+            "charts/actor_grad_norm": actor_grad_norm.item(),
+            "charts/critic_grad_norm": critic_grad_norm.item(),
         }

@@ -105,7 +105,8 @@ class AgentTrainer:
         self.config, self.expert_data = config, str(expert_data)
         self.world_model_path = None if world_model is None else str(world_model)
         self.device = resolve_device(device)
-        self.bf16 = use_bf16(config.precision, self.device)
+        # "auto" resolves once, when the run starts: a run resumed on other hardware keeps its precision.
+        self.bf16 = saved["bf16"] if resuming else use_bf16(config.precision, self.device)
 
         dataset = Dataset(expert_data)
         self.spec = dataset.spec

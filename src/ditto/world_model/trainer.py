@@ -131,7 +131,8 @@ class WorldModelTrainer:
             config = WorldModelConfig.from_json({**saved["world_model"], "steps": config.steps})
             data = saved["data"]
         self.config, self.data = config, [str(d) for d in data]
-        self.bf16 = use_bf16(config.precision, self.device)
+        # "auto" resolves once, when the run starts: a run resumed on other hardware keeps its precision.
+        self.bf16 = saved["bf16"] if resuming else use_bf16(config.precision, self.device)
         datasets = open_datasets(self.data)
         self.spec = datasets[0].spec
         episodes: list[Episode] = [episode for dataset in datasets for episode in dataset]
@@ -233,11 +234,14 @@ class WorldModelTrainer:
             while self.step < cfg.steps:
                 frames, actions, is_first = batch_to_torch(self.sampler.sample(), self.device)
                 metrics, grad_norm, last = self._step_fn(frames, actions, is_first, self.carry)
-                loss = float(metrics["loss"])
-                if not math.isfinite(loss):
+                # The gradient too: under a finite loss, a NaN gradient has already made the
+                # weights NaN, and this step may be one that saves a checkpoint.
+                loss, grad_norm = torch.stack([metrics["loss"].float(), grad_norm.float()]).tolist()
+                if not (math.isfinite(loss) and math.isfinite(grad_norm)):
                     raise TrainingDiverged(
-                        f"the world-model loss became {loss} at step {self.step + 1}; the last good checkpoint "
-                        f"({self.out / CHECKPOINT}) is kept. Try a lower learning rate or --precision fp32"
+                        f"the world model diverged at step {self.step + 1} (loss {loss}, gradient norm "
+                        f"{grad_norm}); the last good checkpoint ({self.out / CHECKPOINT}) is kept. "
+                        "Try a lower learning rate or --precision fp32"
                     )
                 self.carry = detach_state(last) if cfg.carry_state else None
                 self.step += 1
@@ -249,7 +253,7 @@ class WorldModelTrainer:
                         "losses/world_model/loss": loss,
                         "losses/world_model/image_nll": float(metrics["image_nll"]),
                         "losses/world_model/kl": float(metrics["kl"]),
-                        "losses/world_model/grad_norm": float(grad_norm),
+                        "losses/world_model/grad_norm": grad_norm,
                         "charts/steps_per_second": speed,
                     }
                     self.log.write(record)
