@@ -157,15 +157,41 @@ def test_expert_eval_json(capsys):
             "missing.zip",
         ),
         (["dataset", "info", "{tmp}/nothing"], "no such dataset directory"),
+        (
+            ["expert", "eval", "--env", "CartPole-v1", "--expert", "scripted", "--episodes", "0"],
+            "--episodes must be >= 1, got 0",
+        ),
+        (  # an OSError from deep inside: one line too
+            ["collect", "--env", "CartPole-v1", "--expert", "random", "--episodes", "1"]
+            + ["--out", "{tmp}/x/inside", "--num-envs", "1"],
+            "Not a directory",
+        ),
     ],
 )
 def test_bad_input_prints_one_line_and_writes_nothing(tmp_path, capsys, argv, message):
+    if "{tmp}/x/inside" in argv:
+        (tmp_path / "x").write_text("a file where a folder should be")
     code, _, err = run(capsys, *[a.format(tmp=tmp_path) for a in argv])
     assert code == 2
     lines = [line for line in err.splitlines() if line.strip()]
     assert len(lines) == 1 and lines[0].startswith("error: ")
     assert re.search(message, lines[0])
-    assert not (tmp_path / "x").exists()
+    assert not (tmp_path / "x").is_dir()
+
+
+def test_a_file_or_a_missing_folder_where_a_folder_is_expected(tmp_path, capsys):
+    (tmp_path / "metadata.json").write_text("{}")
+    info = ["dataset", "info", str(tmp_path / "metadata.json")]
+    assert "metadata.json is a file; give the dataset's directory" in _one_line_error(capsys, *info)
+    report = ["report", str(tmp_path / "nothing")]
+    assert "nothing: no such directory" in _one_line_error(capsys, *report)
+
+
+def test_a_count_below_its_minimum_is_an_argparse_error(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["bench", "world-model", "--preset", "debug", "--steps", "0"])
+    assert exit_info.value.code == 2
+    assert "argument --steps: must be >= 1, got 0" in capsys.readouterr().err
 
 
 def test_collect_refuses_to_mix_sources(tmp_path, capsys):
@@ -344,6 +370,77 @@ def test_a_run_of_the_wrong_kind_or_a_damaged_config_is_one_line(tmp_path, capsy
     assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()
 
 
+def _one_line_error(capsys, *argv) -> str:
+    code, _, err = run(capsys, *argv)
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert code == 2 and len(lines) == 1 and lines[0].startswith("error: "), err
+    return lines[0]
+
+
+def test_training_overwrites_nothing_and_ignores_no_input(tmp_path, capsys, make_dataset):
+    """Someone's folder, a file, a mistyped --resume, other inputs or a shorter --steps on
+    resume, and a world model that has trained on since its agent: each a one-line error."""
+    data, _ = make_dataset(name="data")
+    other, _ = make_dataset(name="other", seed=1)
+    wm, agent, theirs = tmp_path / "wm", tmp_path / "agent", tmp_path / "theirs"
+
+    def train_wm(*flags, data=data, out=wm):
+        return [
+            "train-world-model",
+            "--data",
+            str(data),
+            "--out",
+            str(out),
+            "--preset",
+            "debug",
+            *flags,
+        ]
+
+    def train(*flags, expert_data=data, out=agent):
+        return [
+            *(
+                "train",
+                "--algo",
+                "dbc",
+                "--world-model",
+                str(wm),
+                "--expert-data",
+                str(expert_data),
+            ),
+            *("--expert-episodes", "2", "--out", str(out), "--preset", "debug", *flags),
+        ]
+
+    theirs.mkdir()
+    (theirs / "notes.txt").write_text("keep me")
+    refused = "is not empty and holds no ditto run"
+    assert refused in _one_line_error(capsys, *train_wm(out=theirs))
+    assert refused in _one_line_error(capsys, *train(out=data))  # the dataset itself
+    assert (theirs / "notes.txt").read_text() == "keep me" and not (data / "config.json").exists()
+    assert "is a file; choose a directory" in _one_line_error(
+        capsys, *train_wm(out=theirs / "notes.txt")
+    )
+    assert "holds no checkpoint to resume; drop --resume" in _one_line_error(
+        capsys, *train_wm("--resume")
+    )
+
+    assert run(capsys, *train_wm("--steps", "2"))[0] == 0
+    assert run(capsys, *train("--steps", "2"))[0] == 0
+    assert f"was started with --data {data}, not {other}" in _one_line_error(
+        capsys, *train_wm("--resume", data=other)
+    )
+    assert "was started with --expert-data" in _one_line_error(
+        capsys, *train("--resume", expert_data=other)
+    )
+    assert "has already trained 2 steps; --steps 1 would not continue it" in _one_line_error(
+        capsys, *train_wm("--resume", "--steps", "1")
+    )
+
+    assert run(capsys, *train_wm("--resume", "--steps", "3"))[0] == 0  # the model moves on
+    moved = "is at step 3, but the agent was trained in it at step 2"
+    assert moved in _one_line_error(capsys, *train("--resume", "--steps", "3"))
+    assert moved in _one_line_error(capsys, "evaluate", str(agent), "--episodes", "1")
+
+
 def test_data_weights_reach_the_run_and_a_wrong_count_is_one_line(tmp_path, capsys, make_dataset):
     expert, _ = make_dataset(name="expert")
     other, _ = make_dataset(name="other", seed=1)
@@ -386,3 +483,37 @@ def test_set_reaches_the_config_and_a_bad_setting_is_one_line(tmp_path, capsys, 
         code, _, err = run(capsys, *train, "--out", str(tmp_path / "bad"), "--set", setting)
         assert code == 2 and err.strip().count("\n") == 0 and re.search(message, err)
     assert not (tmp_path / "bad").exists()
+
+
+def test_evaluate_gives_an_iqm_only_across_seeds_of_one_setting(tmp_path, capsys, make_dataset):
+    data, _ = make_dataset(lengths=(5, 12, 30, 8))
+    wm = str(tmp_path / "wm")
+    assert (
+        run(
+            capsys,
+            "train-world-model",
+            "--data",
+            str(data),
+            "--out",
+            wm,
+            "--preset",
+            "debug",
+            "--steps",
+            "2",
+        )[0]
+        == 0
+    )
+    runs = []
+    for algo, seed in (("dbc", 0), ("dbc", 1), ("bc", 0)):
+        runs.append(str(tmp_path / f"{algo}{seed}"))
+        train = ["train", "--algo", algo, "--world-model", wm, "--expert-data", str(data)]
+        train += ["--expert-episodes", "2", "--out", runs[-1], "--preset", "debug", "--steps", "2"]
+        assert run(capsys, *train, "--seed", str(seed))[0] == 0
+    evaluate = ["evaluate", "--episodes", "1", "--checkpoints", "1", "--json"]
+    code, out, _ = run(capsys, *evaluate, *runs[:2])
+    assert code == 0 and json.loads(out)["runs"] == 2 and "iqm_normalized_score" in json.loads(out)
+    code, out, _ = run(capsys, *evaluate, *runs)
+    summary = json.loads(out)
+    assert code == 0 and len(summary["per_run"]) == 3 and "iqm_normalized_score" not in summary
+    code, out, _ = run(capsys, *evaluate[:-1], *runs)
+    assert code == 0 and "no IQM across these runs: they differ in env, method or N_E" in out

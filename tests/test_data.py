@@ -107,6 +107,24 @@ def _metadata(path):
             lambda p: (p / "episodes" / "000000.rewards.npy").write_bytes(b"garbage"),
             "000000.rewards.npy: unreadable",
         ),
+        (  # e.g. an interrupted copy
+            lambda p: (p / "episodes" / "000000.observations.npy").write_bytes(b""),
+            "000000.observations.npy: unreadable \\(No data left in file\\)",
+        ),
+        (
+            lambda p: (p / "metadata.json").write_text(
+                json.dumps({**_metadata(p), "episodes": [_metadata(p)["episodes"][0]] * 2})
+            ),
+            "malformed metadata \\(episode 0 listed twice\\)",
+        ),
+        (
+            lambda p: (p / "metadata.json").write_text(
+                json.dumps(
+                    {**_metadata(p), "episodes": [{**_metadata(p)["episodes"][0], "length": "5"}]}
+                )
+            ),
+            "malformed metadata \\(an episode's index and length are whole numbers",
+        ),
         (
             lambda p: np.save(
                 p / "episodes" / "000000.rewards.npy", np.full(5, np.nan, np.float32)

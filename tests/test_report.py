@@ -135,6 +135,7 @@ def test_report_tables_figures_and_html(results_root, tmp_path):
 def test_collect_results_and_empty_dir(results_root, tmp_path):
     assert len(collect_results(results_root)) == 8
     assert all("run_dir" in result for result in collect_results(results_root))
+    (tmp_path / "empty").mkdir()
     with pytest.raises(DittoError, match="no evaluated runs"):
         write_report(tmp_path / "empty")
 

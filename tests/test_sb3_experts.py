@@ -12,7 +12,7 @@ from stable_baselines3 import A2C, DQN, PPO, SAC
 from stable_baselines3.common.vec_env import DummyVecEnv, VecNormalize
 
 from ditto.envs import make_env
-from ditto.errors import ExpertError
+from ditto.errors import DittoError, ExpertError
 from ditto.experts import EpsilonExpert, make_expert
 from ditto.experts.sb3 import _read_zip_data, load_vecnormalize, load_zoo_config, vecnormalize_path
 from ditto.experts.train import checkpoint_path, train_ppo
@@ -439,6 +439,9 @@ def test_train_ppo_saves_checkpoints_and_resumes(tmp_path):
 
     before = out.stat().st_mtime_ns
     train_ppo("CartPole-v1", 300, out, progress=False, hyperparams=hyperparams)  # already done
+    assert out.stat().st_mtime_ns == before
+    with pytest.raises(DittoError, match="is a PPO expert for another env .*observations \\(4,\\)"):
+        train_ppo("Acrobot-v1", 300, out, progress=False, hyperparams=hyperparams)
     assert out.stat().st_mtime_ns == before
 
     actions = run_steps(make_env("CartPole-v1"), make_expert(f"sb3:{out}", "CartPole-v1"), 20)

@@ -23,6 +23,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -127,7 +128,7 @@ def _training_config(args: argparse.Namespace, section: str, **flags: Any) -> An
     flags (None: not given). A resumed run keeps its own config, so there only --steps may
     change, and without it the run finishes at its own length, not at the preset's."""
     from ditto.config import agent_config, world_model_config
-    from ditto.errors import ConfigError
+    from ditto.errors import ConfigError, DittoError
     from ditto.runs import CHECKPOINT, read_config
 
     settings: dict[str, Any] = {}
@@ -148,7 +149,9 @@ def _training_config(args: argparse.Namespace, section: str, **flags: Any) -> An
     overrides = {**settings, **given}
     make_config = world_model_config if section == "world_model" else agent_config
     out = Path(args.out)
-    if not (args.resume and (out / CHECKPOINT).is_file()):
+    if args.resume and not (out / CHECKPOINT).is_file():  # e.g. a mistyped --out
+        raise DittoError(f"{out} holds no checkpoint to resume; drop --resume to start a new run")
+    if not args.resume:
         return make_config(args.preset, **overrides)
     saved = read_config(out, section)[section]
     config = make_config(args.preset, **{"steps": saved["steps"], **overrides})
@@ -291,7 +294,14 @@ def _cmd_evaluate(args: argparse.Namespace) -> None:
 
         for r in results:
             atomic_write_json(Path(r["run"]) / EVAL, r)
-    summary = results[0] if len(results) == 1 else {**aggregate(results), "per_run": results}
+    # An IQM across runs means something for seeds of one setting, not across envs or methods.
+    settings = {(r["env_id"], r["algo"], r["expert_episodes"]) for r in results}
+    if len(results) == 1:
+        summary = results[0]
+    elif len(settings) == 1:
+        summary = {**aggregate(results), "per_run": results}
+    else:
+        summary = {"per_run": results}
     if args.json:
         print(json.dumps(summary))
         return
@@ -302,7 +312,9 @@ def _cmd_evaluate(args: argparse.Namespace) -> None:
             f"({len(r['checkpoints'])} checkpoints), normalised {r['normalized_score']:.3f} "
             f"(expert {r['expert_return']:.2f}, random {r['random_return']:.2f})"
         )
-    if len(results) > 1:
+    if len(settings) > 1:
+        print("no IQM across these runs: they differ in env, method or N_E, not only in seed")
+    elif len(results) > 1:
         lo, hi = summary["iqm_ci95"]
         print(
             f"IQM normalised score over {len(results)} runs: {summary['iqm_normalized_score']:.3f} [{lo:.3f}, {hi:.3f}]"
@@ -584,21 +596,30 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--modes", nargs="+", default=modes, choices=[*modes, graphs])
         p.add_argument("--device", default="auto")
         p.add_argument(
-            "--steps", type=int, default=5, help="timed steps per mode (median reported)"
+            "--steps", type=_at_least(1), default=5, help="timed steps per mode (median reported)"
         )
         p.add_argument(
-            "--warmup", type=int, default=2, help="untimed steps first (compilation happens here)"
+            "--warmup",
+            type=_at_least(0),
+            default=2,
+            help="untimed steps first (compilation happens here)",
         )
         p.add_argument(
-            "--batch", type=int, default=None, help="override the batch (imagination: default 512)"
+            "--batch",
+            type=_at_least(1),
+            default=None,
+            help="override the batch (imagination: default 512)",
         )
         if name == "world-model":
             p.add_argument(
-                "--length", type=int, default=None, help="override the preset's sequence length"
+                "--length",
+                type=_at_least(1),
+                default=None,
+                help="override the preset's sequence length",
             )
         else:
             p.add_argument(
-                "--horizon", type=int, default=15, help="imagination horizon (default 15)"
+                "--horizon", type=_at_least(1), default=15, help="imagination horizon (default 15)"
             )
             p.add_argument(
                 "--reward-match",
@@ -608,7 +629,7 @@ def build_parser() -> argparse.ArgumentParser:
             )
             p.add_argument(
                 "--expert-latents",
-                type=int,
+                type=_at_least(1),
                 default=1600,
                 help="synthetic expert latents (N_E x episode length; default 1600)",
             )
@@ -652,6 +673,18 @@ def _version() -> str:
     return f"ditto {__version__}"
 
 
+def _at_least(minimum: int) -> Callable[[str], int]:
+    """An argparse type: a whole number >= minimum."""
+
+    def parse(text: str) -> int:
+        value = int(text)
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"must be >= {minimum}, got {value}")
+        return value
+
+    return parse
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     from ditto.errors import DittoError
@@ -659,6 +692,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         args.func(args)
     except DittoError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except OSError as exc:  # a full disk, a file where a folder should be, no permission
         print(f"error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

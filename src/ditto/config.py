@@ -158,12 +158,20 @@ def _typed(base: Any, name: str, value: Any) -> Any:
         return tuple(value)
     if not isinstance(value, expected) or (expected is int and isinstance(value, bool)):
         hint = (
-            " (YAML reads 1e-3 as text; write 1.0e-3)"
-            if isinstance(value, str) and expected is float
+            f" (YAML reads {value} as text; write {float(value):.1e})"
+            if isinstance(value, str) and expected is float and _is_number(value)
             else ""
         )
         raise ConfigError(f"{name} must be {expected.__name__}, got {value!r}{hint}")
     return value
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
 
 
 def world_model_config(preset: str = "small", **overrides: Any) -> WorldModelConfig:

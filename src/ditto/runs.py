@@ -27,14 +27,54 @@ METRICS = "metrics.jsonl"
 EVAL = "eval.json"
 
 
-def has_checkpoint(out: Path, resume: bool) -> bool:
-    """Whether to resume from `out`; a finished or stopped run is never overwritten silently."""
-    exists = (out / CHECKPOINT).exists()
-    if exists and not resume:
+def has_checkpoint(out: Path, kind: str, resume: bool) -> bool:
+    """Whether to resume the run of `kind` in `out`. Nothing there is overwritten silently: a
+    run with a checkpoint continues only with resume, and a new run starts only in a new or
+    empty directory, or in a run of its kind that stopped before its first checkpoint."""
+    if out.exists() and not out.is_dir():
+        raise DittoError(f"--out {out} is a file; choose a directory for the run")
+    if (out / CHECKPOINT).exists():
+        if not resume:
+            raise DittoError(
+                f"{out} already holds a trained run; pass --resume to continue it or choose a new --out"
+            )
+        return True
+    if (out / CONFIG).is_file():
+        read_config(out, kind)  # another kind of run is refused here
+    elif out.is_dir() and any(out.iterdir()):
         raise DittoError(
-            f"{out} already holds a trained run; pass --resume to continue it or choose a new --out"
+            f"{out} is not empty and holds no ditto run; choose a new or empty --out, so that "
+            "nothing in it is overwritten"
         )
-    return exists and resume
+    return False
+
+
+def check_resumed_input(out: Path, flag: str, given: Any, started: Any) -> None:
+    """A resumed run continues on the inputs it started with: a path (or list of paths) other
+    than the one its config recorded, given by mistake, is refused rather than ignored."""
+    if _resolved(given) != _resolved(started):
+        raise DittoError(
+            f"{out} was started with {flag} {_as_text(started)}, not {_as_text(given)}; --resume "
+            "continues a run on its own inputs, so give the same one or use a new --out"
+        )
+
+
+def check_resumed_length(out: Path, step: int, steps: int) -> None:
+    if steps < step:
+        raise DittoError(
+            f"{out} has already trained {step} steps; --steps {steps} would not continue it, "
+            f"so give --steps {step} or more"
+        )
+
+
+def _resolved(paths: Any) -> Any:
+    if isinstance(paths, (list, tuple)):
+        return [Path(p).resolve() for p in paths]
+    return None if paths is None else Path(paths).resolve()
+
+
+def _as_text(paths: Any) -> str:
+    return " ".join(map(str, paths)) if isinstance(paths, (list, tuple)) else str(paths)
 
 
 # What each kind of run is called, and the command that makes one.

@@ -39,6 +39,8 @@ from ditto.runs import (
     CHECKPOINT,
     CONFIG,
     MetricsLog,
+    check_resumed_input,
+    check_resumed_length,
     fork_rng,
     has_checkpoint,
     read_config,
@@ -46,7 +48,7 @@ from ditto.runs import (
     rng_tensors,
     versions,
 )
-from ditto.world_model.trainer import TrainingDiverged, load_world_model
+from ditto.world_model.trainer import TrainingDiverged, WorldModelRun, load_world_model
 
 SNAPSHOTS = "checkpoints"
 LATENT_ALGOS = {"ditto": Ditto, "dbc": DBC, "dgail": DGail}
@@ -97,9 +99,11 @@ class AgentTrainer:
         progress: bool = True,
     ):
         self.out, self.progress = Path(out), progress
-        resuming = has_checkpoint(self.out, resume)
+        resuming = has_checkpoint(self.out, "agent", resume)
         if resuming:
             saved = read_config(self.out, "agent")
+            check_resumed_input(self.out, "--expert-data", expert_data, saved["expert_data"])
+            check_resumed_input(self.out, "--world-model", world_model, saved["world_model"])
             config = AgentConfig.from_json({**saved["agent"], "steps": config.steps})
             expert_data, world_model = saved["expert_data"], saved["world_model"]
         self.config, self.expert_data = config, str(expert_data)
@@ -116,6 +120,7 @@ class AgentTrainer:
         )
         torch.manual_seed(config.seed)
         self.generator = torch.Generator().manual_seed(config.seed)
+        self.world_model_step: int | None = None
         if config.algo == "bc":
             self.algo = PixelBC(train, self.spec, config, self.device)
             self.validation = ExpertFrames(val, self.spec, config.bc_frame_stack, self.device)
@@ -124,7 +129,11 @@ class AgentTrainer:
                 raise DittoError(
                     f"--algo {config.algo} trains inside a world model: pass --world-model RUN"
                 )
-            model = load_world_model(world_model, str(self.device)).model.requires_grad_(False)
+            world = load_agent_world_model(
+                world_model, saved.get("world_model_step") if resuming else None, str(self.device)
+            )
+            self.world_model_step = world.step
+            model = world.model.requires_grad_(False)
             model.spec.check_compatible(self.spec, f"expert data {expert_data}")
             with self._autocast():
                 expert = ExpertLatents.from_episodes(model, train, config.horizon, self.device)
@@ -145,6 +154,7 @@ class AgentTrainer:
         self.step = 0
         if resuming:
             self._load()
+            check_resumed_length(self.out, self.step, config.steps)
         self._write_config()  # on resume too, so that it records how long the run now trains
         self.log = MetricsLog(self.out, self.step if resuming else None)
 
@@ -159,6 +169,7 @@ class AgentTrainer:
                 "kind": "agent",
                 "agent": self.config.to_json(),
                 "world_model": self.world_model_path,
+                "world_model_step": self.world_model_step,
                 "expert_data": self.expert_data,
                 "expert_return": self.expert_return,
                 "env": self.spec.to_json(),
@@ -251,6 +262,19 @@ class AgentTrainer:
             bar.close()
             self.log.flush()
         return AgentRun(self.out, self.step)
+
+
+def load_agent_world_model(path: str | Path, trained_at: int | None, device: str) -> WorldModelRun:
+    """The world model an agent trains or acts in. If it has trained on since the agent was
+    trained in it at step `trained_at` (None: not recorded), it is refused: the agent would
+    act on features it never saw."""
+    run = load_world_model(path, device)
+    if trained_at is not None and run.step != trained_at:
+        raise DittoError(
+            f"the world model {path} is at step {run.step}, but the agent was trained in it at step "
+            f"{trained_at}; its features have changed since, so train a new agent in it"
+        )
+    return run
 
 
 def train_agent(

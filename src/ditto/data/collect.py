@@ -115,8 +115,7 @@ def collect(
     the missing ones are recorded. Experts that act on frames alone (random)
     run in `num_envs` vectorised envs.
     """
-    if episodes < 1:
-        raise DatasetError(f"--episodes must be >= 1, got {episodes}")
+    _check_counts(episodes=episodes, num_envs=num_envs)
     spec = env_spec(env_id, size=size, grayscale=grayscale)
     expert = make_expert(expert_spec, env_id, epsilon=epsilon, seed=seed)  # fail before writing
     source: dict[str, Any] = {"expert": expert_spec, "epsilon": epsilon, "seed": seed}
@@ -148,6 +147,12 @@ def collect(
     return Dataset(out)
 
 
+def _check_counts(**counts: int) -> None:
+    for name, value in counts.items():
+        if value < 1:
+            raise DatasetError(f"--{name.replace('_', '-')} must be >= 1, got {value}")
+
+
 def evaluate_expert(
     env_id: str,
     expert_spec: str,
@@ -158,6 +163,7 @@ def evaluate_expert(
     progress: bool = True,
 ) -> list[tuple[float, int]]:
     """(return, length) of `episodes` episodes of the expert; nothing is written to disk."""
+    _check_counts(episodes=episodes)
     expert = make_expert(expert_spec, env_id, epsilon=epsilon, seed=seed)
     source = _episode_source(env_id, expert, seed, num_envs=1, size=64, grayscale=True)
     results = []

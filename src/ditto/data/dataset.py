@@ -60,6 +60,8 @@ class EpisodeInfo:
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> EpisodeInfo:
+        if not all(isinstance(data[key], int) and data[key] >= 0 for key in ("index", "length")):
+            raise ValueError(f"an episode's index and length are whole numbers, got {data}")
         return cls(
             data["index"], data["length"], data["return"], data["terminated"], data["truncated"]
         )
@@ -144,6 +146,12 @@ class Dataset(Sequence[Episode]):
             self.infos = [EpisodeInfo.from_json(e) for e in self.metadata["episodes"]]
         except (KeyError, TypeError, ValueError, DittoError) as exc:
             raise DatasetError(f"{self.root / METADATA}: malformed metadata ({exc})") from None
+        indices = [info.index for info in self.infos]
+        if len(set(indices)) != len(indices):
+            twice = next(i for i in indices if indices.count(i) > 1)
+            raise DatasetError(
+                f"{self.root / METADATA}: malformed metadata (episode {twice} listed twice)"
+            )
         if not self.infos and not allow_empty:
             raise DatasetError(f"{self.root} holds no episodes; collect some with `ditto collect`")
         self._cache: dict[int, Episode] = {}
@@ -160,7 +168,7 @@ class Dataset(Sequence[Episode]):
                 )
             except FileNotFoundError:
                 raise DatasetError(f"{path}: missing (the dataset is incomplete)") from None
-            except (ValueError, OSError) as exc:
+            except (ValueError, OSError, EOFError) as exc:  # EOFError: an empty file
                 raise DatasetError(f"{path}: unreadable ({exc})") from None
         obs = arrays["observations"]
         if (
@@ -228,6 +236,8 @@ class Dataset(Sequence[Episode]):
 
 def _read_metadata(root: Path) -> dict[str, Any]:
     path = root / METADATA
+    if root.is_file():
+        raise DatasetError(f"{root} is a file; give the dataset's directory")
     if not root.is_dir():
         raise DatasetError(f"{root}: no such dataset directory")
     if not path.is_file():

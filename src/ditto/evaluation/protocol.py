@@ -20,7 +20,7 @@ from tqdm.auto import tqdm
 
 from ditto.agents.bc import PixelPolicy
 from ditto.agents.networks import Actor
-from ditto.agents.trainer import SNAPSHOTS
+from ditto.agents.trainer import SNAPSHOTS, load_agent_world_model
 from ditto.checkpoint import Checkpoint, load_checkpoint
 from ditto.config import AgentConfig
 from ditto.device import resolve_device
@@ -29,7 +29,6 @@ from ditto.errors import DittoError
 from ditto.evaluation.policy import LatentAgent, PixelAgent, RandomAgent
 from ditto.runs import read_config
 from ditto.specs import EnvSpec
-from ditto.world_model.trainer import load_world_model
 
 
 def run_episodes(
@@ -73,7 +72,8 @@ def agent_loader(saved: dict[str, Any], device: torch.device, greedy: bool):
         policy = PixelPolicy(spec, config).to(device).eval()
         agent = PixelAgent(policy, spec.action, greedy)
     else:
-        model = load_world_model(saved["world_model"], str(device)).model
+        trained_at = saved.get("world_model_step")  # None in runs made before it was recorded
+        model = load_agent_world_model(saved["world_model"], trained_at, str(device)).model
         policy = (
             Actor(model.feature_dim, spec.action, config.layers, config.units).to(device).eval()
         )

@@ -413,6 +413,8 @@ def write_report(
 ) -> dict[str, Any]:
     """Write results.json, figures/, report.md and report.html into `root` (see the module doc)."""
     root = Path(root)
+    if not root.is_dir():
+        raise DittoError(f"{root}: no such directory; give the folder that holds the runs")
     evals = collect_results(root)
     if not evals:
         raise DittoError(

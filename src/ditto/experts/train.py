@@ -106,6 +106,27 @@ def checkpoint_path(out_path: str | Path) -> Path:
     return out.with_name(out.name[: -len(".zip")] + ".checkpoint.zip")
 
 
+def _check_same_spaces(path: Path, venv, env_id: str) -> None:
+    """A model at the --out path that was trained on another env is refused, not resumed."""
+    data = _read_zip_data(path)
+    saved = {key: data[key] for key in ("observation_space", "action_space")}
+    found = [(tuple(space["_shape"]), space.get("n")) for space in saved.values()]
+    wanted = [
+        (tuple(space.shape), str(space.n) if hasattr(space, "n") else None)
+        for space in (venv.observation_space, venv.action_space)
+    ]
+    if found != wanted:
+
+        def describe(spaces):
+            (obs, _), (action_shape, n) = spaces
+            return f"observations {obs}, actions {f'0..{int(n) - 1}' if n else action_shape}"
+
+        raise DittoError(
+            f"{path} is a PPO expert for another env ({describe(found)}; {env_id} has "
+            f"{describe(wanted)}); choose another --out"
+        )
+
+
 def train_ppo(
     env_id: str,
     steps: int,
@@ -148,22 +169,23 @@ def train_ppo(
     ckpt = checkpoint_path(out)
 
     start = _resume_point(out, ckpt) if resume else None
-    if start is not None and _num_timesteps(start) >= steps:
-        if start != out:
-            _copy_atomic(start, out)
-            if vecnormalize_path(start).is_file():
-                _copy_atomic(vecnormalize_path(start), vecnormalize_path(out))
-        return str(out)
-
     # A resumed run draws new episodes and samples (not a replay of the first ones).
     run_seed = seed if start is None else seed + _num_timesteps(start)
     if torch_threads is None and policy == "MlpPolicy":
         torch_threads = 1
     venv = _make_venv(env_id, setup, params.get("gamma", 0.99), run_seed)
     previous_threads = torch.get_num_threads()
-    if torch_threads:
-        torch.set_num_threads(torch_threads)
     try:
+        if start is not None:
+            _check_same_spaces(start, venv, env_id)
+        if start is not None and _num_timesteps(start) >= steps:
+            if start != out:
+                _copy_atomic(start, out)
+                if vecnormalize_path(start).is_file():
+                    _copy_atomic(vecnormalize_path(start), vecnormalize_path(out))
+            return str(out)
+        if torch_threads:
+            torch.set_num_threads(torch_threads)
         if start is not None:
             model = PPO.load(
                 start, env=venv, device=device, custom_objects=schedules, seed=run_seed

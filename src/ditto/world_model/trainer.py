@@ -31,6 +31,8 @@ from ditto.runs import (
     CHECKPOINT,
     CONFIG,
     MetricsLog,
+    check_resumed_input,
+    check_resumed_length,
     fork_rng,
     has_checkpoint,
     read_config,
@@ -124,9 +126,10 @@ class WorldModelTrainer:
     ):
         self.out, self.progress = Path(out), progress
         self.device = resolve_device(device)
-        resuming = has_checkpoint(self.out, resume)
+        resuming = has_checkpoint(self.out, "world_model", resume)
         if resuming:
             saved = read_config(self.out, "world_model")
+            check_resumed_input(self.out, "--data", list(data), saved["data"])
             # The run's own config wins, except for how long to train.
             config = WorldModelConfig.from_json({**saved["world_model"], "steps": config.steps})
             data = saved["data"]
@@ -159,6 +162,7 @@ class WorldModelTrainer:
         self.step = 0
         if resuming:
             self._load()
+            check_resumed_length(self.out, self.step, config.steps)
         self._write_config()  # on resume too, so that it records how long the run now trains
         self.log = MetricsLog(self.out, self.step if resuming else None)
         self._step_fn = torch.compile(self._train_step) if config.compile else self._train_step
