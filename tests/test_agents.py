@@ -224,9 +224,13 @@ def test_policy_ema_snapshots_hold_the_moving_average_of_the_trained_policy(worl
         agent_config("debug", policy_ema=1.0)
 
 
-def test_a_nan_gradient_stops_the_run_before_its_nan_actor_is_saved_or_sampled(world, tmp_path):
-    config = agent_config("debug", algo="ditto", expert_episodes=3, steps=6, checkpoint_every=1)
-    trainer = AgentTrainer(config, world / "expert", tmp_path / "run", world / "wm", progress=False)
+@pytest.mark.parametrize("algo", ["ditto", "dbc", "dgail", "bc"])
+def test_a_nan_gradient_stops_the_run_before_its_nan_policy_is_saved_or_sampled(
+    world, tmp_path, algo
+):
+    config = agent_config("debug", algo=algo, expert_episodes=3, steps=6, checkpoint_every=1)
+    world_model = None if algo == "bc" else world / "wm"
+    trainer = AgentTrainer(config, world / "expert", tmp_path / "run", world_model, progress=False)
     updates = {"n": 0}
 
     def nan_from_the_third_update(grad):
@@ -234,17 +238,19 @@ def test_a_nan_gradient_stops_the_run_before_its_nan_actor_is_saved_or_sampled(w
         return torch.full_like(grad, float("nan")) if updates["n"] >= 3 else grad
 
     next(trainer.policy.parameters()).register_hook(nan_from_the_third_update)
-    with pytest.raises(TrainingDiverged, match="ditto diverged at update 3 .*last good checkpoint"):
+    with pytest.raises(
+        TrainingDiverged, match=f"{algo} diverged at update 3 .*last good checkpoint"
+    ):
         trainer.train()
     assert load_checkpoint(tmp_path / "run" / CHECKPOINT).meta["step"] == 2
 
 
-@pytest.mark.parametrize("algo", ["ditto", "world_model"])
+@pytest.mark.parametrize("kind", ["agent", "world_model"])
 def test_a_resumed_run_keeps_the_precision_that_auto_chose_at_its_start(
-    world, make_dataset, tmp_path, monkeypatch, algo
+    world, make_dataset, tmp_path, monkeypatch, kind
 ):
     """Resumed on a machine whose "auto" means bf16, a run begun in fp32 stays in fp32."""
-    if algo == "world_model":
+    if kind == "world_model":
         path, _ = make_dataset()
 
         def train(steps, out, resume):
@@ -255,7 +261,7 @@ def test_a_resumed_run_keeps_the_precision_that_auto_chose_at_its_start(
 
         def train(steps, out, resume):
             config = agent_config(
-                "debug", algo=algo, expert_episodes=2, steps=steps, precision="auto"
+                "debug", algo="ditto", expert_episodes=2, steps=steps, precision="auto"
             )
             train_agent(
                 config,

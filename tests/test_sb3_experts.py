@@ -448,6 +448,15 @@ def test_train_ppo_saves_checkpoints_and_resumes(tmp_path):
     assert actions and all(a in (0, 1) for a in actions)
 
 
+def test_train_ppo_resumes_an_atari_expert_whose_frames_sb3_transposed(tmp_path):
+    """SB3 records the image space channels-first, (4, 84, 84); the env gives (84, 84, 4)."""
+    out = tmp_path / "pong.zip"
+    hyperparams = {"n_envs": 1, **TINY, "n_steps": 16, "batch_size": 16, "policy_kwargs": SMALL_CNN}
+    train_ppo("ALE/Pong-v5", 16, out, progress=False, hyperparams=hyperparams)
+    train_ppo("ALE/Pong-v5", 32, out, progress=False, hyperparams=hyperparams)
+    assert _read_zip_data(out)["num_timesteps"] == 32
+
+
 def test_train_ppo_with_normalisation_saves_and_restores_stats(tmp_path):
     out = tmp_path / "norm.zip"
     hyperparams = {"n_envs": 2, "normalize": True, **TINY}

@@ -129,7 +129,7 @@ def _training_config(args: argparse.Namespace, section: str, **flags: Any) -> An
     change, and without it the run finishes at its own length, not at the preset's."""
     from ditto.config import agent_config, world_model_config
     from ditto.errors import ConfigError, DittoError
-    from ditto.runs import CHECKPOINT, read_config
+    from ditto.runs import has_checkpoint, read_config
 
     settings: dict[str, Any] = {}
     for pair in args.set:
@@ -149,7 +149,7 @@ def _training_config(args: argparse.Namespace, section: str, **flags: Any) -> An
     overrides = {**settings, **given}
     make_config = world_model_config if section == "world_model" else agent_config
     out = Path(args.out)
-    if args.resume and not (out / CHECKPOINT).is_file():  # e.g. a mistyped --out
+    if args.resume and not has_checkpoint(out):  # e.g. a mistyped --out
         raise DittoError(f"{out} holds no checkpoint to resume; drop --resume to start a new run")
     if not args.resume:
         return make_config(args.preset, **overrides)
@@ -275,7 +275,7 @@ def _cmd_train(args: argparse.Namespace) -> None:
 
 
 def _cmd_evaluate(args: argparse.Namespace) -> None:
-    from ditto.evaluation.protocol import aggregate, evaluate_run
+    from ditto.evaluation.protocol import aggregate, evaluate_run, setting_of
 
     results = [
         evaluate_run(
@@ -295,7 +295,7 @@ def _cmd_evaluate(args: argparse.Namespace) -> None:
         for r in results:
             atomic_write_json(Path(r["run"]) / EVAL, r)
     # An IQM across runs means something for seeds of one setting, not across envs or methods.
-    settings = {(r["env_id"], r["algo"], r["expert_episodes"]) for r in results}
+    settings = {setting_of(r) for r in results}
     if len(results) == 1:
         summary = results[0]
     elif len(settings) == 1:
@@ -691,10 +691,7 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         args.func(args)
-    except DittoError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    except OSError as exc:  # a full disk, a file where a folder should be, no permission
+    except (DittoError, OSError) as exc:  # OSError: a full disk, no permission, ...
         print(f"error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

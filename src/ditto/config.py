@@ -158,7 +158,7 @@ def _typed(base: Any, name: str, value: Any) -> Any:
         return tuple(value)
     if not isinstance(value, expected) or (expected is int and isinstance(value, bool)):
         hint = (
-            f" (YAML reads {value} as text; write {float(value):.1e})"
+            f" (YAML reads {value} as text; write it with a decimal point, like 1.0e-3)"
             if isinstance(value, str) and expected is float and _is_number(value)
             else ""
         )

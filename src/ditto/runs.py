@@ -27,18 +27,16 @@ METRICS = "metrics.jsonl"
 EVAL = "eval.json"
 
 
-def has_checkpoint(out: Path, kind: str, resume: bool) -> bool:
+def has_checkpoint(out: Path) -> bool:
+    return (out / CHECKPOINT).is_file()
+
+
+def should_resume(out: Path, kind: str, resume: bool) -> bool:
     """Whether to resume the run of `kind` in `out`. Nothing there is overwritten silently: a
     run with a checkpoint continues only with resume, and a new run starts only in a new or
     empty directory, or in a run of its kind that stopped before its first checkpoint."""
     if out.exists() and not out.is_dir():
         raise DittoError(f"--out {out} is a file; choose a directory for the run")
-    if (out / CHECKPOINT).exists():
-        if not resume:
-            raise DittoError(
-                f"{out} already holds a trained run; pass --resume to continue it or choose a new --out"
-            )
-        return True
     if (out / CONFIG).is_file():
         read_config(out, kind)  # another kind of run is refused here
     elif out.is_dir() and any(out.iterdir()):
@@ -46,7 +44,11 @@ def has_checkpoint(out: Path, kind: str, resume: bool) -> bool:
             f"{out} is not empty and holds no ditto run; choose a new or empty --out, so that "
             "nothing in it is overwritten"
         )
-    return False
+    if has_checkpoint(out) and not resume:
+        raise DittoError(
+            f"{out} already holds a trained run; pass --resume to continue it or choose a new --out"
+        )
+    return has_checkpoint(out)
 
 
 def check_resumed_input(out: Path, flag: str, given: Any, started: Any) -> None:
@@ -54,8 +56,8 @@ def check_resumed_input(out: Path, flag: str, given: Any, started: Any) -> None:
     than the one its config recorded, given by mistake, is refused rather than ignored."""
     if _resolved(given) != _resolved(started):
         raise DittoError(
-            f"{out} was started with {flag} {_as_text(started)}, not {_as_text(given)}; --resume "
-            "continues a run on its own inputs, so give the same one or use a new --out"
+            f"{out} was started {_with(flag, started)}, not {_with(flag, given)}; --resume "
+            "continues a run on its own inputs, so give the same or use a new --out"
         )
 
 
@@ -73,8 +75,10 @@ def _resolved(paths: Any) -> Any:
     return None if paths is None else Path(paths).resolve()
 
 
-def _as_text(paths: Any) -> str:
-    return " ".join(map(str, paths)) if isinstance(paths, (list, tuple)) else str(paths)
+def _with(flag: str, paths: Any) -> str:
+    if paths is None:
+        return f"without {flag}"
+    return f"with {flag} {' '.join(map(str, paths)) if isinstance(paths, (list, tuple)) else paths}"
 
 
 # What each kind of run is called, and the command that makes one.

@@ -71,8 +71,6 @@ class ActorCritic(nn.Module):
             "charts/entropy": rollout.entropies.mean().item(),
             "charts/reward": rewards.detach().mean().item(),  # continuous: they carry gradients
             "charts/value": values.detach().mean().item(),
-            # Logged so that a non-finite gradient stops the run at this update, before the next
-            # rollout samples actions from the NaN actor it leaves behind.
-            "charts/actor_grad_norm": actor_grad_norm.item(),
+            "charts/actor_grad_norm": actor_grad_norm.item(),  # why: networks.grad_norm
             "charts/critic_grad_norm": critic_grad_norm.item(),
         }

@@ -13,7 +13,7 @@ import torch
 from torch import nn
 
 from ditto.agents.expert_data import policy_actions
-from ditto.agents.networks import Actor
+from ditto.agents.networks import Actor, grad_norm
 from ditto.config import AgentConfig
 from ditto.data import Episode
 from ditto.specs import EnvSpec
@@ -82,8 +82,9 @@ class PixelBC:
         loss = -self.policy(frames).log_prob(actions).mean()
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
+        norm = grad_norm(self.policy)
         self.optimizer.step()
-        return {"losses/actor": loss.item()}
+        return {"losses/actor": loss.item(), "charts/actor_grad_norm": norm.item()}
 
     @torch.no_grad()
     def diagnostics(

@@ -6,7 +6,7 @@ import torch
 
 from ditto.agents.base import LatentImitation
 from ditto.agents.expert_data import ExpertLatents
-from ditto.agents.networks import Actor
+from ditto.agents.networks import Actor, grad_norm
 from ditto.config import AgentConfig
 from ditto.world_model.model import WorldModel
 
@@ -29,9 +29,11 @@ class DBC(LatentImitation):
         loss = -log_prob - self.config.dbc_entropy * entropy
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
+        norm = grad_norm(self.actor)
         self.optimizer.step()
         return {
             "losses/actor": loss.item(),
+            "charts/actor_grad_norm": norm.item(),
             "charts/log_prob": log_prob.item(),
             "charts/entropy": entropy.item(),
         }

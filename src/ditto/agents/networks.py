@@ -28,6 +28,13 @@ class OutputLinear(nn.Linear):
             return super().forward(x.float())
 
 
+def grad_norm(module: nn.Module) -> torch.Tensor:
+    """The total norm of a module's gradients. Every method logs it for its policy, so that a
+    non-finite gradient stops training at its update, before the NaN weights it leaves are
+    saved (or sampled from, which torch.multinomial refuses with a raw error)."""
+    return nn.utils.get_total_norm([p.grad for p in module.parameters() if p.grad is not None])
+
+
 def mlp(in_dim: int, out_dim: int, layers: int, units: int) -> nn.Sequential:
     """`layers` hidden layers of `units` with ReLU, then a linear output in fp32."""
     parts: list[nn.Module] = []

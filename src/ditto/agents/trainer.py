@@ -42,10 +42,10 @@ from ditto.runs import (
     check_resumed_input,
     check_resumed_length,
     fork_rng,
-    has_checkpoint,
     read_config,
     restore_rng,
     rng_tensors,
+    should_resume,
     versions,
 )
 from ditto.world_model.trainer import TrainingDiverged, WorldModelRun, load_world_model
@@ -99,7 +99,7 @@ class AgentTrainer:
         progress: bool = True,
     ):
         self.out, self.progress = Path(out), progress
-        resuming = has_checkpoint(self.out, "agent", resume)
+        resuming = should_resume(self.out, "agent", resume)
         if resuming:
             saved = read_config(self.out, "agent")
             check_resumed_input(self.out, "--expert-data", expert_data, saved["expert_data"])
@@ -129,9 +129,9 @@ class AgentTrainer:
                 raise DittoError(
                     f"--algo {config.algo} trains inside a world model: pass --world-model RUN"
                 )
-            world = load_agent_world_model(
-                world_model, saved.get("world_model_step") if resuming else None, str(self.device)
-            )
+            # A run from before the step was recorded takes the model's step now as its own.
+            trained_at = saved.get("world_model_step") if resuming else None
+            world = load_agent_world_model(world_model, trained_at, str(self.device))
             self.world_model_step = world.step
             model = world.model.requires_grad_(False)
             model.spec.check_compatible(self.spec, f"expert data {expert_data}")
@@ -267,7 +267,8 @@ class AgentTrainer:
 def load_agent_world_model(path: str | Path, trained_at: int | None, device: str) -> WorldModelRun:
     """The world model an agent trains or acts in. If it has trained on since the agent was
     trained in it at step `trained_at` (None: not recorded), it is refused: the agent would
-    act on features it never saw."""
+    act on features it never saw. (The step is what is compared: a model deleted and trained
+    again to the same step would pass.)"""
     run = load_world_model(path, device)
     if trained_at is not None and run.step != trained_at:
         raise DittoError(

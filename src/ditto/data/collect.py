@@ -13,7 +13,7 @@ from tqdm.auto import tqdm
 from ditto.data.dataset import Dataset, DatasetWriter
 from ditto.data.episode import Episode
 from ditto.envs import env_spec, make_env, make_vector_env
-from ditto.errors import DatasetError
+from ditto.errors import DatasetError, DittoError
 from ditto.experts import Expert, make_expert
 
 
@@ -150,7 +150,7 @@ def collect(
 def _check_counts(**counts: int) -> None:
     for name, value in counts.items():
         if value < 1:
-            raise DatasetError(f"--{name.replace('_', '-')} must be >= 1, got {value}")
+            raise DittoError(f"--{name.replace('_', '-')} must be >= 1, got {value}")
 
 
 def evaluate_expert(

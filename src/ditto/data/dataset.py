@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections import Counter
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -146,11 +147,10 @@ class Dataset(Sequence[Episode]):
             self.infos = [EpisodeInfo.from_json(e) for e in self.metadata["episodes"]]
         except (KeyError, TypeError, ValueError, DittoError) as exc:
             raise DatasetError(f"{self.root / METADATA}: malformed metadata ({exc})") from None
-        indices = [info.index for info in self.infos]
-        if len(set(indices)) != len(indices):
-            twice = next(i for i in indices if indices.count(i) > 1)
+        twice = [i for i, n in Counter(info.index for info in self.infos).items() if n > 1]
+        if twice:
             raise DatasetError(
-                f"{self.root / METADATA}: malformed metadata (episode {twice} listed twice)"
+                f"{self.root / METADATA}: malformed metadata (episode {twice[0]} listed twice)"
             )
         if not self.infos and not allow_empty:
             raise DatasetError(f"{self.root} holds no episodes; collect some with `ditto collect`")

@@ -195,6 +195,11 @@ def normalized_score(agent: float, expert: float, random: float) -> float:
     return (agent - random) / (expert - random)
 
 
+def setting_of(result: dict[str, Any]) -> tuple[str, str, int]:
+    """What the runs that one IQM aggregates share: their seeds are what differs."""
+    return result["env_id"], result["algo"], result["expert_episodes"]
+
+
 def aggregate(results: list[dict[str, Any]], reps: int = 2000) -> dict[str, Any]:
     """IQM of the normalised scores across runs (seeds), with a 95% stratified-bootstrap interval."""
     from rliable import library as rly

@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 
 from ditto.errors import DittoError
-from ditto.evaluation.protocol import aggregate, standard_error
+from ditto.evaluation.protocol import aggregate, setting_of, standard_error
 from ditto.io import atomic_write_bytes, atomic_write_json
 from ditto.runs import CONFIG, EVAL, METRICS, read_metrics
 
@@ -61,7 +61,7 @@ def summarize(evals: list[dict[str, Any]]) -> list[dict[str, Any]]:
     groups: dict[tuple[str, str, int], list[dict[str, Any]]] = defaultdict(list)
     seen: dict[tuple, str] = {}
     for result in evals:
-        key = (result["env_id"], result["algo"], result["expert_episodes"])
+        key = setting_of(result)
         twin = seen.setdefault((*key, result["seed"]), result["run_dir"])
         if twin != result["run_dir"]:  # e.g. two presets of one grid: their rows must not mix
             raise DittoError(

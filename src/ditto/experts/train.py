@@ -108,23 +108,36 @@ def checkpoint_path(out_path: str | Path) -> Path:
 
 def _check_same_spaces(path: Path, venv, env_id: str) -> None:
     """A model at the --out path that was trained on another env is refused, not resumed."""
+    from stable_baselines3.common.preprocessing import (
+        is_image_space,
+        is_image_space_channels_first,
+    )
+    from stable_baselines3.common.vec_env import VecTransposeImage
+
+    observation = venv.observation_space
+    if is_image_space(observation) and not is_image_space_channels_first(observation):
+        observation = VecTransposeImage.transpose_space(observation)  # what PPO saw and saved
     data = _read_zip_data(path)
-    saved = {key: data[key] for key in ("observation_space", "action_space")}
-    found = [(tuple(space["_shape"]), space.get("n")) for space in saved.values()]
+    found = [_shape_and_n(data[key]) for key in ("observation_space", "action_space")]
     wanted = [
         (tuple(space.shape), str(space.n) if hasattr(space, "n") else None)
-        for space in (venv.observation_space, venv.action_space)
+        for space in (observation, venv.action_space)
     ]
     if found != wanted:
-
-        def describe(spaces):
-            (obs, _), (action_shape, n) = spaces
-            return f"observations {obs}, actions {f'0..{int(n) - 1}' if n else action_shape}"
-
         raise DittoError(
-            f"{path} is a PPO expert for another env ({describe(found)}; {env_id} has "
-            f"{describe(wanted)}); choose another --out"
+            f"{path} is a PPO expert for another env ({_describe(found)}; {env_id} has "
+            f"{_describe(wanted)}); choose another --out"
         )
+
+
+def _shape_and_n(saved_space: dict[str, Any]) -> tuple[tuple[int, ...], str | None]:
+    """A space as SB3's zip records it: its shape, and its size n (as text) if discrete."""
+    return tuple(saved_space["_shape"]), saved_space.get("n")
+
+
+def _describe(spaces: list[tuple[tuple[int, ...], str | None]]) -> str:
+    (observation, _), (action_shape, n) = spaces
+    return f"observations {observation}, actions {f'0..{int(n) - 1}' if n else action_shape}"
 
 
 def train_ppo(

@@ -34,10 +34,10 @@ from ditto.runs import (
     check_resumed_input,
     check_resumed_length,
     fork_rng,
-    has_checkpoint,
     read_config,
     restore_rng,
     rng_tensors,
+    should_resume,
     versions,
 )
 from ditto.specs import EnvSpec
@@ -126,7 +126,7 @@ class WorldModelTrainer:
     ):
         self.out, self.progress = Path(out), progress
         self.device = resolve_device(device)
-        resuming = has_checkpoint(self.out, "world_model", resume)
+        resuming = should_resume(self.out, "world_model", resume)
         if resuming:
             saved = read_config(self.out, "world_model")
             check_resumed_input(self.out, "--data", list(data), saved["data"])
