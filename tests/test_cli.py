@@ -424,6 +424,7 @@ def test_training_overwrites_nothing_and_ignores_no_input(tmp_path, capsys, make
     )
 
     assert run(capsys, *train_wm("--steps", "2"))[0] == 0
+    assert "not an agent run (a world-model run)" in _one_line_error(capsys, *train(out=wm))
     assert run(capsys, *train("--steps", "2"))[0] == 0
     assert f"was started with --data {data}, not with --data {other}" in _one_line_error(
         capsys, *train_wm("--resume", data=other)
