@@ -518,3 +518,5 @@ def test_evaluate_gives_an_iqm_only_across_seeds_of_one_setting(tmp_path, capsys
     assert code == 0 and len(summary["per_run"]) == 3 and "iqm_normalized_score" not in summary
     code, out, _ = run(capsys, *evaluate[:-1], *runs)
     assert code == 0 and "no IQM across these runs: they differ in env, method or N_E" in out
+    twice = _one_line_error(capsys, *evaluate, runs[0], runs[0] + "/")
+    assert f"{runs[0]} is given twice; each run counts once in the IQM" in twice

@@ -275,8 +275,13 @@ def _cmd_train(args: argparse.Namespace) -> None:
 
 
 def _cmd_evaluate(args: argparse.Namespace) -> None:
+    from ditto.errors import DittoError
     from ditto.evaluation.protocol import aggregate, evaluate_run, setting_of
 
+    resolved = [Path(run).resolve() for run in args.runs]
+    for run, path in zip(args.runs, resolved, strict=True):
+        if resolved.count(path) > 1:
+            raise DittoError(f"{run} is given twice; each run counts once in the IQM")
     results = [
         evaluate_run(
             run,
