@@ -95,8 +95,32 @@ def test_bad_inputs_are_clear_errors():
     frames, actions, is_first = fake_batch(spec)
     with pytest.raises(SpecError, match=r"frames must have shape \(B, T, 1, 64, 64\)"):
         model.observe(frames[..., :32, :32], actions, is_first)
-    with pytest.raises(SpecError, match=r"actions must have shape \(B, T, 2\) for CartPole-v1"):
-        model.observe(frames, torch.zeros(3, 6, 18), is_first)
+    wrong_actions = (
+        torch.zeros(3, 6, 18),  # another env's width
+        actions.argmax(-1)[:, :2],  # indices, not encoded; T = 2 = the width
+        actions.double(),
+    )
+    for wrong in wrong_actions:
+        with pytest.raises(
+            SpecError, match=r"actions must be float32 of shape \(B, T, 2\) for Cart"
+        ):
+            model.observe(frames[:, : wrong.shape[1]], wrong, is_first[:, : wrong.shape[1]])
+    with pytest.raises(
+        SpecError, match=r"is_first must be bool of shape \(B, T\), got torch.int64"
+    ):
+        model.observe(frames, actions, is_first.long())  # ~1 would be -2, not False
+    state = model.observe(frames, actions, is_first)
+    with pytest.raises(SpecError, match="state has batch 3, frames have 2"):
+        model.observe(frames[:2], actions[:2], is_first[:2], state)
+    last = model.state_from_features(model.features(state)[:, -1])
+    with pytest.raises(SpecError, match=r"action must have shape \(3, 2\) for this state"):
+        model.img_step(last, actions[:2, -1])
+    with pytest.raises(SpecError, match=rf"features must have shape \(..., {model.feature_dim}\)"):
+        model.decode(model.features(state)[..., :-1])
+    with pytest.raises(SpecError, match="features takes a State"):
+        model.features(model.features(state))
+    with pytest.raises(SpecError, match="batch size >= 1"):
+        model.initial(0)
     with pytest.raises(SpecError, match="takes 64x64 frames"):
         WorldModel(env_spec("CartPole-v1", size=32), DEBUG)
 

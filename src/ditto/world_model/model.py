@@ -55,9 +55,15 @@ class WorldModel(nn.Module):
         return self.rssm.feature_dim
 
     def initial(self, batch: int) -> State:
+        if batch < 1:
+            raise SpecError(f"initial takes a batch size >= 1, got {batch}")
         return self.rssm.initial(batch)
 
     def features(self, state: State) -> torch.Tensor:
+        if not isinstance(state, State):
+            raise SpecError(
+                f"features takes a State (from observe, img_step or initial), got {type(state).__name__}"
+            )
         return self.rssm.features(state)
 
     def state_from_features(self, features: torch.Tensor) -> State:
@@ -70,6 +76,14 @@ class WorldModel(nn.Module):
         return self.rssm.deter_size
 
     def img_step(self, state: State, action: torch.Tensor) -> State:
+        """One prior step from `state` (batch B) under `action`, (B, world_model_dim): see
+        policy_action_input for a policy's actions."""
+        expected = (*state.deter.shape[:-1], self.spec.action.world_model_dim)
+        if tuple(action.shape) != expected:
+            raise SpecError(
+                f"action must have shape {expected} for this state of {self.spec.env_id}, "
+                f"got {tuple(action.shape)}"
+            )
         return self.rssm.img_step(state, action)
 
     def policy_action_input(self, policy_action: torch.Tensor) -> torch.Tensor:
@@ -87,15 +101,19 @@ class WorldModel(nn.Module):
         if frames.dtype != torch.uint8:
             raise SpecError(f"frames must be uint8, got {frames.dtype}")
         if (
-            actions.shape[:2] != frames.shape[:2]
+            actions.dim() != 3
+            or actions.shape[:2] != frames.shape[:2]
             or actions.shape[-1] != self.spec.action.world_model_dim
+            or actions.dtype != torch.float32
         ):
             raise SpecError(
-                f"actions must have shape (B, T, {self.spec.action.world_model_dim}) for {self.spec.env_id}, "
-                f"got {tuple(actions.shape)}"
+                f"actions must be float32 of shape (B, T, {self.spec.action.world_model_dim}) for "
+                f"{self.spec.env_id} (ActionSpec.encode makes them), got {actions.dtype} {tuple(actions.shape)}"
             )
-        if is_first.shape != frames.shape[:2]:
-            raise SpecError(f"is_first must have shape (B, T), got {tuple(is_first.shape)}")
+        if is_first.shape != frames.shape[:2] or is_first.dtype != torch.bool:
+            raise SpecError(
+                f"is_first must be bool of shape (B, T), got {is_first.dtype} {tuple(is_first.shape)}"
+            )
 
     def observe(
         self,
@@ -106,10 +124,19 @@ class WorldModel(nn.Module):
     ) -> State:
         """Posterior states of a batch of sequences (B, T, ...)."""
         self.check_inputs(frames, actions, is_first)
+        if state is not None and state.deter.shape[0] != frames.shape[0]:
+            raise SpecError(
+                f"state has batch {state.deter.shape[0]}, frames have {frames.shape[0]}"
+            )
         return self.rssm.observe(self.encoder(frames), actions, is_first, state)
 
     def decode(self, features: torch.Tensor) -> torch.Tensor:
         """Mean frame in frames_to_input's scale ([-0.5, 0.5]); see to_uint8."""
+        if features.shape[-1] != self.feature_dim:
+            raise SpecError(
+                f"features must have shape (..., {self.feature_dim}) (h then z, from features(state)), "
+                f"got {tuple(features.shape)}"
+            )
         return self.decoder(features)
 
     def loss(
