@@ -12,7 +12,7 @@ from ditto.agents.rewards import SIMILARITIES, cosine, max_cosine, nearest_simil
 from ditto.agents.rollout import imagine
 from ditto.agents.trainer import AgentTrainer, split_expert_episodes, train_agent
 from ditto.checkpoint import load_checkpoint
-from ditto.config import agent_config, world_model_config
+from ditto.config import AgentConfig, WorldModelConfig, agent_config, world_model_config
 from ditto.data import Dataset
 from ditto.errors import ConfigError, DittoError, SpecError
 from ditto.evaluation.protocol import agent_loader, evaluate_run, normalized_score, policy_snapshots
@@ -344,6 +344,17 @@ def test_normalized_score():
 def test_out_of_range_settings_are_config_errors(make_config, setting, message):
     with pytest.raises(ConfigError, match=message):
         make_config("debug", **setting)
+
+
+def test_a_config_built_directly_checks_its_types_and_precision():
+    with pytest.raises(ConfigError, match="steps must be int, got '3'"):
+        WorldModelConfig(steps="3")
+    with pytest.raises(ConfigError, match="carry_state must be bool, got 1"):
+        WorldModelConfig(carry_state=1)
+    with pytest.raises(ConfigError, match="precision must be one of auto, bf16, fp32, got 'fp16'"):
+        AgentConfig(precision="fp16")
+    lr = AgentConfig(lr=1).lr  # an int stands for a float, and becomes one
+    assert lr == 1.0 and isinstance(lr, float)
 
 
 def test_clear_errors(world, tmp_path, make_dataset):

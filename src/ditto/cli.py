@@ -339,6 +339,8 @@ def _add_set_flag(parser: argparse.ArgumentParser, example: str) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from ditto.config import PRECISIONS  # torch-free, as --help should stay
+
     parser = argparse.ArgumentParser(
         prog="ditto",
         description="Offline imitation learning from pixels with world models (DITTO).",
@@ -442,7 +444,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--precision",
-        choices=["auto", "bf16", "fp32"],
+        choices=PRECISIONS,
         default=None,
         help="auto (default): bf16 autocast on GPUs and on CPUs with native bf16, else fp32",
     )
@@ -518,7 +520,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--frame-stack", type=int, default=None, help="bc: frames stacked as input (default 1)"
     )
-    p.add_argument("--precision", choices=["auto", "bf16", "fp32"], default=None)
+    p.add_argument("--precision", choices=PRECISIONS, default=None)
     _add_set_flag(p, "entropy=0.01 layers=3 units=128")
     p.set_defaults(func=_cmd_train)
 

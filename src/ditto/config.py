@@ -14,17 +14,36 @@ from typing import Any
 
 from ditto.errors import ConfigError
 
+PRECISIONS = ("auto", "bf16", "fp32")
+
+
+def _has_type(value: Any, expected: type) -> bool:
+    """isinstance, except that a bool is no number and an int may stand for a float."""
+    if expected in (int, float) and isinstance(value, bool):
+        return False
+    return isinstance(value, (int, float) if expected is float else expected)
+
 
 class _JsonConfig:
-    """JSON round trip of a config dataclass (what config.json holds), and range checks."""
+    """JSON round trip of a config dataclass (what config.json holds), and value checks."""
 
     _FRACTIONS: tuple[str, ...] = ()  # float settings that must lie in [0, 1]
 
-    def _check_ranges(self) -> None:
-        """Every int setting but the seed is a count or a size (>= 1); every float is finite
-        and >= 0. Caught here, a 0 batch is a one-line error, not a NaN deep in training."""
+    def _check_values(self) -> None:
+        """Each scalar setting has its default's type; every int setting but the seed is a
+        count or a size (>= 1); every float is finite and >= 0. Caught here, a 0 batch is a
+        one-line error, not a NaN deep in training."""
+        if self.precision not in PRECISIONS:
+            raise ConfigError(
+                f"precision must be one of {', '.join(PRECISIONS)}, got {self.precision!r}"
+            )
         for field in fields(self):
-            value = getattr(self, field.name)
+            value, expected = getattr(self, field.name), type(field.default)
+            if expected in (bool, int, float, str) and not _has_type(value, expected):
+                raise ConfigError(f"{field.name} must be {expected.__name__}, got {value!r}")
+            if expected is float:  # an int may stand for a float; config.json then holds a float
+                value = float(value)
+                object.__setattr__(self, field.name, value)
             if isinstance(value, bool) or field.name == "seed":
                 continue
             if isinstance(value, int) and value < 1:
@@ -93,7 +112,7 @@ class WorldModelConfig(_JsonConfig):
     _FRACTIONS = ("kl_balance", "val_episodes")
 
     def __post_init__(self) -> None:
-        self._check_ranges()
+        self._check_values()
         weights = self.data_weights
         numbers = all(isinstance(w, int | float) and not isinstance(w, bool) for w in weights)
         if weights and not (numbers and all(math.isfinite(w) and w >= 0 for w in weights)):
@@ -152,11 +171,9 @@ def _from_preset(presets: dict[str, Any], preset: str, overrides: dict[str, Any]
 def _typed(base: Any, name: str, value: Any) -> Any:
     """`value` as the type of the preset's `name` (an int where a float goes is fine)."""
     expected = type(getattr(base, name))
-    if expected is float and isinstance(value, int) and not isinstance(value, bool):
-        return float(value)
     if expected is tuple and isinstance(value, list):  # JSON and YAML give lists
         return tuple(value)
-    if not isinstance(value, expected) or (expected is int and isinstance(value, bool)):
+    if not _has_type(value, expected):
         hint = (
             f" (YAML reads {value} as text; write it with a decimal point, like 1.0e-3)"
             if isinstance(value, str) and expected is float and _is_number(value)
@@ -232,7 +249,7 @@ class AgentConfig(_JsonConfig):
     _FRACTIONS = ("val_fraction", "gamma", "lam", "policy_ema")
 
     def __post_init__(self) -> None:
-        self._check_ranges()
+        self._check_values()
         if self.policy_ema == 1.0:
             raise ConfigError(
                 "policy_ema 1 would never move the deployed policy; use a decay below 1"

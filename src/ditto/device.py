@@ -7,9 +7,8 @@ from pathlib import Path
 
 import torch
 
+from ditto.config import PRECISIONS
 from ditto.errors import DittoError
-
-PRECISIONS = ("auto", "bf16", "fp32")
 
 
 def resolve_device(device: str = "auto") -> torch.device:
