@@ -8,7 +8,7 @@ import time
 import numpy as np
 import pytest
 
-from ditto.data import Dataset, DatasetWriter, Episode, WindowSampler, open_datasets
+from ditto.data import ChunkSampler, Dataset, DatasetWriter, Episode, WindowSampler, open_datasets
 from ditto.envs import env_spec
 from ditto.errors import DatasetError, SpecError
 
@@ -125,6 +125,14 @@ def _metadata(path):
             ),
             "malformed metadata \\(an episode's index and length are whole numbers",
         ),
+        (  # a null return would make the expert's return, and every normalised score, NaN
+            lambda p: (p / "metadata.json").write_text(
+                json.dumps(
+                    {**_metadata(p), "episodes": [{**_metadata(p)["episodes"][0], "return": None}]}
+                )
+            ),
+            "its return a finite number",
+        ),
         (
             lambda p: np.save(
                 p / "episodes" / "000000.rewards.npy", np.full(5, np.nan, np.float32)
@@ -169,6 +177,12 @@ def test_mixing_datasets_of_different_envs_is_rejected(make_dataset):
     assert len(open_datasets([cartpole, cartpole])) == 2
     with pytest.raises(SpecError, match="is for ALE/Pong-v5, expected CartPole-v1"):
         open_datasets([cartpole, pong])
+    # A sampler given a spec other than its dataset's.
+    dataset, other = Dataset(pong), env_spec("CartPole-v1")
+    with pytest.raises(SpecError, match="dataset .* is for ALE/Pong-v5, expected CartPole-v1"):
+        WindowSampler(dataset, other, length=2)
+    with pytest.raises(SpecError, match="dataset .* is for ALE/Pong-v5, expected CartPole-v1"):
+        ChunkSampler(dataset, other, batch=2, length=2)
 
 
 def test_windows_never_cross_episodes_and_carry_pre_actions(make_dataset):

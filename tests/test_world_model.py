@@ -177,7 +177,8 @@ def test_stop_and_resume_gives_the_same_losses(make_dataset, tmp_path):
         world_model_config("debug", steps=8, log_every=1, eval_every=100, checkpoint_every=8),
         progress=False,
     )
-    run = train_world_model([path], tmp_path / "split", config, resume=True, progress=False)
+    # One dataset may come as a path, not a list of one.
+    run = train_world_model(str(path), tmp_path / "split", config, resume=True, progress=False)
     assert run.step == 16
     straight, split = _losses(tmp_path / "straight"), _losses(tmp_path / "split")
     assert list(split) == list(range(1, 17))

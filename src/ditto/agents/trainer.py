@@ -122,6 +122,10 @@ class AgentTrainer:
         self.generator = torch.Generator().manual_seed(config.seed)
         self.world_model_step: int | None = None
         if config.algo == "bc":
+            if world_model is not None:  # recorded, it would claim a dependence there is none of
+                raise DittoError(
+                    "--algo bc learns from frames alone, without a world model: drop --world-model"
+                )
             self.algo = PixelBC(train, self.spec, config, self.device)
             self.validation = ExpertFrames(val, self.spec, config.bc_frame_stack, self.device)
         else:

@@ -15,6 +15,7 @@ are memory-mapped, so a dataset larger than RAM can be sampled.
 from __future__ import annotations
 
 import json
+import math
 import time
 from collections import Counter
 from collections.abc import Iterator, Sequence
@@ -61,8 +62,15 @@ class EpisodeInfo:
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> EpisodeInfo:
-        if not all(isinstance(data[key], int) and data[key] >= 0 for key in ("index", "length")):
-            raise ValueError(f"an episode's index and length are whole numbers, got {data}")
+        whole = all(isinstance(data[k], int) and data[k] >= 0 for k in ("index", "length"))
+        flags = all(isinstance(data[k], bool) for k in ("terminated", "truncated"))
+        total = data["return"]
+        number = isinstance(total, int | float) and not isinstance(total, bool)
+        if not (whole and flags and number and math.isfinite(total)):
+            raise ValueError(
+                "an episode's index and length are whole numbers, its return a finite number and "
+                f"terminated and truncated true or false; got {data}"
+            )
         return cls(
             data["index"], data["length"], data["return"], data["terminated"], data["truncated"]
         )

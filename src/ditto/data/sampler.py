@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ditto.data.dataset import Dataset
 from ditto.data.episode import Episode
 from ditto.errors import DatasetError
 from ditto.specs import EnvSpec
@@ -28,6 +29,12 @@ class WindowBatch:
     is_terminal: np.ndarray  # (B, L) bool: final frame of a terminated (not truncated) episode
 
 
+def _check_spec(episodes: Sequence[Episode], spec: EnvSpec) -> None:
+    """A Dataset knows its spec: a sampler given another one is refused, not silently obeyed."""
+    if isinstance(episodes, Dataset):
+        spec.check_compatible(episodes.spec, f"dataset {episodes.root}")
+
+
 class WindowSampler:
     """Uniform over every window of `length` frames that fits inside an episode.
 
@@ -40,6 +47,7 @@ class WindowSampler:
     ):
         if length < 1:
             raise ValueError(f"window length must be >= 1, got {length}")
+        _check_spec(episodes, spec)
         self.spec, self.length = spec, length
         self.episodes = list(episodes)
         starts = np.array(
@@ -114,6 +122,7 @@ class ChunkSampler:
     ):
         if batch < 1 or length < 1:
             raise ValueError(f"batch and length must be >= 1, got {batch} and {length}")
+        _check_spec(episodes, spec)
         if not episodes:
             raise DatasetError("no episodes to sample from")
         if weights is not None and len(weights) != len(episodes):

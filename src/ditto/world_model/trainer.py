@@ -117,7 +117,7 @@ def load_world_model(run: str | Path, device: str = "cpu") -> WorldModelRun:
 class WorldModelTrainer:
     def __init__(
         self,
-        data: list[str | Path],
+        data: str | Path | list[str | Path],
         out: str | Path,
         config: WorldModelConfig,
         device: str = "auto",
@@ -125,6 +125,8 @@ class WorldModelTrainer:
         progress: bool = True,
     ):
         self.out, self.progress = Path(out), progress
+        if isinstance(data, str | Path):  # one dataset
+            data = [data]
         self.device = resolve_device(device)
         resuming = should_resume(self.out, "world_model", resume)
         if resuming:
@@ -367,7 +369,7 @@ def open_loop_strips(
 
 
 def train_world_model(
-    data: list[str | Path],
+    data: str | Path | list[str | Path],
     out: str | Path,
     config: WorldModelConfig,
     *,
