@@ -121,6 +121,8 @@ def test_bad_inputs_are_clear_errors():
         model.features(model.features(state))
     with pytest.raises(SpecError, match="batch size >= 1"):
         model.initial(0)
+    with pytest.raises(SpecError, match="must be torch tensors"):
+        model.observe(frames.numpy(), actions, is_first)
     with pytest.raises(SpecError, match="takes 64x64 frames"):
         WorldModel(env_spec("CartPole-v1", size=32), DEBUG)
 

@@ -93,6 +93,10 @@ class WorldModel(nn.Module):
     def check_inputs(
         self, frames: torch.Tensor, actions: torch.Tensor, is_first: torch.Tensor
     ) -> None:
+        if not all(isinstance(x, torch.Tensor) for x in (frames, actions, is_first)):
+            raise SpecError(
+                "frames, actions and is_first must be torch tensors (torch.from_numpy makes them)"
+            )
         expected = tuple(self.spec.obs_shape)
         if frames.dim() != 5 or tuple(frames.shape[2:]) != expected:
             raise SpecError(
