@@ -194,6 +194,13 @@ def test_a_count_below_its_minimum_is_an_argparse_error(capsys):
     assert "argument --steps: must be >= 1, got 0" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("bench", ["world-model", "imagination"])
+def test_bench_refuses_cuda_graphs_on_a_cpu(capsys, bench):
+    args = ["bench", bench, "--preset", "debug", "--modes", "fp32", "bf16+compile+graphs"]
+    message = _one_line_error(capsys, *args, "--device", "cpu")
+    assert "mode bf16+compile+graphs replays CUDA graphs, which need a CUDA device" in message
+
+
 def test_collect_refuses_to_mix_sources(tmp_path, capsys):
     out = str(tmp_path / "ds")
     assert (

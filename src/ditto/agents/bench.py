@@ -23,7 +23,14 @@ from ditto.agents.ditto import Ditto
 from ditto.agents.expert_data import ExpertLatents
 from ditto.config import agent_config, world_model_config
 from ditto.envs import env_spec
-from ditto.world_model.bench import MODES, _device_name, compiled, count_flops, time_calls
+from ditto.world_model.bench import (
+    MODES,
+    _device_name,
+    check_modes,
+    compiled,
+    count_flops,
+    time_calls,
+)
 from ditto.world_model.model import WorldModel
 
 _EPISODE_LENGTH = 200  # of the synthetic expert episodes
@@ -62,6 +69,7 @@ def bench_imagination(
     expert_latents: int = 1600,
 ) -> Iterator[dict]:
     """One result per preset x mode; speedups are against the first mode."""
+    check_modes(modes, device)
     for preset in presets:
         baseline = None
         for mode in modes:

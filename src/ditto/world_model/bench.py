@@ -22,6 +22,7 @@ import torch
 
 from ditto.config import world_model_config
 from ditto.envs import env_spec
+from ditto.errors import ConfigError
 from ditto.world_model.model import WorldModel
 
 
@@ -41,6 +42,19 @@ MODES = {
     "bf16+compile": Mode(True, "default"),
     "bf16+compile+graphs": Mode(True, "reduce-overhead"),
 }
+
+
+def check_modes(modes: list[str], device: torch.device) -> None:
+    """Refuse an unknown mode, and CUDA graphs off a GPU: there "reduce-overhead" compiles as
+    "default" does, so it would time plain compile under the graphs' name."""
+    for mode in modes:
+        if mode not in MODES:
+            raise ConfigError(f"unknown bench mode {mode!r}; choose from {', '.join(MODES)}")
+        if MODES[mode].compile == "reduce-overhead" and device.type != "cuda":
+            raise ConfigError(
+                f"mode {mode} replays CUDA graphs, which need a CUDA device, not {device}; "
+                "drop it from --modes or pass --device cuda"
+            )
 
 
 def _sync(device: torch.device) -> None:
@@ -163,6 +177,7 @@ def bench_world_model(
     length: int | None = None,
 ) -> Iterator[dict]:
     """One result per preset x mode, as each finishes; speedups are against the first mode."""
+    check_modes(modes, device)
     for preset in presets:
         baseline = None
         for mode in modes:
