@@ -412,3 +412,16 @@ def test_train_cli_passes_its_settings_to_the_run(world, tmp_path, capsys):
     saved = json.loads((out / "config.json").read_text())["agent"]
     assert (saved["algo"], saved["expert_episodes"], saved["steps"]) == ("dbc", 2, 3)
     assert (saved["lr"], saved["policy_ema"]) == (5e-5, 0.99)
+
+
+def test_runs_and_datasets_stand_for_their_paths(world, tmp_path):
+    """What the API returns can be passed on: a Dataset and a world-model run to train_agent,
+    its agent run to evaluate_run."""
+    config = agent_config("debug", algo="ditto", expert_episodes=2, steps=2)
+    world_model = load_world_model(world / "wm")
+    expert = Dataset(world / "expert")
+    run = train_agent(config, expert, tmp_path / "run", world_model, progress=False)
+    assert json.loads((run.path / "config.json").read_text())["expert_data"] == str(expert.root)
+    assert evaluate_run(run, episodes=2, progress=False)["episodes"] == 2
+    with pytest.raises(TypeError, match="run wants a path .*, not int"):
+        evaluate_run(3)

@@ -39,6 +39,7 @@ from ditto.runs import (
     CHECKPOINT,
     CONFIG,
     MetricsLog,
+    as_path,
     check_resumed_input,
     check_resumed_length,
     fork_rng,
@@ -98,7 +99,9 @@ class AgentTrainer:
         resume: bool = False,
         progress: bool = True,
     ):
-        self.out, self.progress = Path(out), progress
+        self.out, self.progress = as_path(out, "out"), progress
+        expert_data = as_path(expert_data, "expert_data")
+        world_model = None if world_model is None else as_path(world_model, "world_model")
         resuming = should_resume(self.out, "agent", resume)
         if resuming:
             saved = read_config(self.out, "agent")

@@ -27,7 +27,7 @@ from ditto.device import resolve_device
 from ditto.envs import env_spec, make_vector_env
 from ditto.errors import DittoError
 from ditto.evaluation.policy import LatentAgent, PixelAgent, RandomAgent
-from ditto.runs import read_config
+from ditto.runs import as_path, read_config
 from ditto.specs import EnvSpec
 
 
@@ -107,7 +107,7 @@ def evaluate_run(
     progress: bool = True,
 ) -> dict[str, Any]:
     """Score a run under the protocol: its last `checkpoints` snapshots x `episodes` episodes each."""
-    run = Path(run)
+    run = as_path(run, "run")
     for flag, value in (
         ("--checkpoints", checkpoints),
         ("--episodes", episodes),

@@ -31,6 +31,7 @@ from ditto.runs import (
     CHECKPOINT,
     CONFIG,
     MetricsLog,
+    as_path,
     check_resumed_input,
     check_resumed_length,
     fork_rng,
@@ -103,7 +104,7 @@ class WorldModelRun:
 
 def load_world_model(run: str | Path, device: str = "cpu") -> WorldModelRun:
     """The world model of a run directory (its latest checkpoint), in eval mode."""
-    run = Path(run)
+    run = as_path(run, "run")
     saved = read_config(run, "world_model")
     model = WorldModel(
         EnvSpec.from_json(saved["env"]), WorldModelConfig.from_json(saved["world_model"])
@@ -124,9 +125,10 @@ class WorldModelTrainer:
         resume: bool = False,
         progress: bool = True,
     ):
-        self.out, self.progress = Path(out), progress
-        if isinstance(data, str | Path):  # one dataset
+        self.out, self.progress = as_path(out, "out"), progress
+        if not isinstance(data, list | tuple):  # one dataset
             data = [data]
+        data = [as_path(d, "data") for d in data]
         self.device = resolve_device(device)
         resuming = should_resume(self.out, "world_model", resume)
         if resuming:
