@@ -280,3 +280,13 @@ def test_import_of_a_ditto_export_keeps_its_env(tmp_path, cartpole_spec):
     path = export_minari(tmp_path / "ds", "ditto/keep-v0")
     with pytest.raises(DatasetError, match="exported by ditto from CartPole-v1, not Acrobot-v1"):
         import_minari(str(path), tmp_path / "out", env_id="Acrobot-v1", progress=False)
+
+
+def test_an_import_failing_at_its_first_episode_leaves_nothing(tmp_path, cartpole_spec):
+    _write(tmp_path / "ds", cartpole_spec, lengths=(3, 4))
+    path = export_minari(tmp_path / "ds", "ditto/bad-v0")
+    with h5py.File(path / "data" / "main_data.hdf5", "r+") as f:
+        f["episode_0"]["actions"][0] = 7  # CartPole has actions 0 and 1
+    with pytest.raises(DatasetError, match="episode 0: .*7"):
+        import_minari(str(path), tmp_path / "out", progress=False)
+    assert not (tmp_path / "out").exists()  # a retry starts afresh, not from an empty dataset

@@ -82,6 +82,8 @@ class DatasetWriter:
     Opening an existing dataset appends to it (resuming an interrupted
     collection) if its env spec matches; `source` describes how the episodes
     were made (expert spec, epsilon, seed) and is kept from the first writer.
+    A new dataset is created by its first episode, so a collection or import
+    that fails before that leaves nothing behind.
     """
 
     def __init__(self, root: str | Path, spec: EnvSpec, source: dict[str, Any] | None = None):
@@ -105,7 +107,6 @@ class DatasetWriter:
                 "source": dict(source or {}),
                 "episodes": [],
             }
-            atomic_write_json(self.root / METADATA, self.metadata)
 
     @property
     def num_episodes(self) -> int:
@@ -119,6 +120,9 @@ class DatasetWriter:
             )
         self.spec.action.validate(episode.actions, "episode")
         index = self.num_episodes
+        if not (self.root / METADATA).exists():
+            # Before the first episode's files: a crash mid-write leaves a dataset to resume.
+            atomic_write_json(self.root / METADATA, self.metadata)
         actions = episode.actions.astype(np.int64 if self.spec.action.is_discrete else np.float32)
         arrays = {
             "observations": episode.observations,
