@@ -1,5 +1,6 @@
 import json
 import re
+import shutil
 
 import numpy as np
 import pytest
@@ -386,7 +387,7 @@ def _one_line_error(capsys, *argv) -> str:
 
 def test_training_overwrites_nothing_and_ignores_no_input(tmp_path, capsys, make_dataset):
     """Someone's folder, a file, a mistyped --resume, other inputs or a shorter --steps on
-    resume, and a world model that has trained on since its agent: each a one-line error."""
+    resume, and a world model that has changed since its agent: each a one-line error."""
     data, _ = make_dataset(name="data")
     other, _ = make_dataset(name="other", seed=1)
     wm, agent, theirs = tmp_path / "wm", tmp_path / "agent", tmp_path / "theirs"
@@ -447,6 +448,16 @@ def test_training_overwrites_nothing_and_ignores_no_input(tmp_path, capsys, make
     moved = "is at step 3, but the agent was trained in it at step 2"
     assert moved in _one_line_error(capsys, *train("--resume", "--steps", "3"))
     assert moved in _one_line_error(capsys, "evaluate", str(agent), "--episodes", "1")
+
+    shutil.rmtree(wm)  # trained again to the agent's step: refused unless the weights are the same
+    assert run(capsys, *train_wm("--steps", "2", "--seed", "1"))[0] == 0
+    evaluate = ("evaluate", str(agent), "--episodes", "1", "--checkpoints", "1")
+    assert "has other weights than the one the agent was trained in" in _one_line_error(
+        capsys, *evaluate
+    )
+    shutil.rmtree(wm)
+    assert run(capsys, *train_wm("--steps", "2"))[0] == 0  # same seed, same machine: same model
+    assert run(capsys, *evaluate)[0] == 0
 
 
 def test_data_weights_reach_the_run_and_a_wrong_count_is_one_line(tmp_path, capsys, make_dataset):

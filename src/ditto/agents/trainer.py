@@ -124,6 +124,7 @@ class AgentTrainer:
         torch.manual_seed(config.seed)
         self.generator = torch.Generator().manual_seed(config.seed)
         self.world_model_step: int | None = None
+        self.world_model_digest: str | None = None
         if config.algo == "bc":
             if world_model is not None:  # recorded, it would claim a dependence there is none of
                 raise DittoError(
@@ -136,10 +137,11 @@ class AgentTrainer:
                 raise DittoError(
                     f"--algo {config.algo} trains inside a world model: pass --world-model RUN"
                 )
-            # A run from before the step was recorded takes the model's step now as its own.
-            trained_at = saved.get("world_model_step") if resuming else None
-            world = load_agent_world_model(world_model, trained_at, str(self.device))
-            self.world_model_step = world.step
+            # A run from before these were recorded takes the model's now as its own.
+            world = load_agent_world_model(
+                world_model, saved if resuming else None, str(self.device)
+            )
+            self.world_model_step, self.world_model_digest = world.step, world.digest()
             model = world.model.requires_grad_(False)
             model.spec.check_compatible(self.spec, f"expert data {expert_data}")
             with self._autocast():
@@ -177,6 +179,7 @@ class AgentTrainer:
                 "agent": self.config.to_json(),
                 "world_model": self.world_model_path,
                 "world_model_step": self.world_model_step,
+                "world_model_digest": self.world_model_digest,
                 "expert_data": self.expert_data,
                 "expert_return": self.expert_return,
                 "env": self.spec.to_json(),
@@ -271,16 +274,23 @@ class AgentTrainer:
         return AgentRun(self.out, self.step)
 
 
-def load_agent_world_model(path: str | Path, trained_at: int | None, device: str) -> WorldModelRun:
-    """The world model an agent trains or acts in. If it has trained on since the agent was
-    trained in it at step `trained_at` (None: not recorded), it is refused: the agent would
-    act on features it never saw. (The step is what is compared: a model deleted and trained
-    again to the same step would pass.)"""
+def load_agent_world_model(path: str | Path, agent: dict | None, device: str) -> WorldModelRun:
+    """The world model an agent trains or acts in. `agent` is the agent run's config.json (None
+    for a new agent); a world model that has changed since the agent was trained in it (trained
+    on, or trained again) is refused: the agent would act on features it never saw. Runs from
+    before the step and the digest were recorded are not checked for them."""
     run = load_world_model(path, device)
+    agent = agent or {}
+    trained_at, digest = agent.get("world_model_step"), agent.get("world_model_digest")
     if trained_at is not None and run.step != trained_at:
         raise DittoError(
             f"the world model {path} is at step {run.step}, but the agent was trained in it at step "
             f"{trained_at}; its features have changed since, so train a new agent in it"
+        )
+    if digest is not None and run.digest() != digest:
+        raise DittoError(
+            f"the world model {path} has other weights than the one the agent was trained in "
+            "(was it trained again?); its features differ, so train a new agent in it"
         )
     return run
 

@@ -72,8 +72,7 @@ def agent_loader(saved: dict[str, Any], device: torch.device, greedy: bool):
         policy = PixelPolicy(spec, config).to(device).eval()
         agent = PixelAgent(policy, spec.action, greedy)
     else:
-        trained_at = saved.get("world_model_step")  # None in runs made before it was recorded
-        model = load_agent_world_model(saved["world_model"], trained_at, str(device)).model
+        model = load_agent_world_model(saved["world_model"], saved, str(device)).model
         policy = (
             Actor(model.feature_dim, spec.action, config.layers, config.units).to(device).eval()
         )

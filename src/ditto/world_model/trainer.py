@@ -12,6 +12,7 @@ Run directory:
 
 from __future__ import annotations
 
+import hashlib
 import math
 import time
 from dataclasses import dataclass
@@ -100,6 +101,14 @@ class WorldModelRun:
     path: Path
     model: WorldModel
     step: int
+
+    def digest(self) -> str:
+        """SHA-256 of the weights: equal exactly when the model computes the same features."""
+        digest = hashlib.sha256()
+        for name, tensor in sorted(self.model.state_dict().items()):
+            digest.update(name.encode())
+            digest.update(tensor.detach().cpu().contiguous().view(-1).view(torch.uint8).numpy())
+        return digest.hexdigest()
 
 
 def load_world_model(run: str | Path, device: str = "cpu") -> WorldModelRun:
