@@ -416,12 +416,17 @@ def test_train_cli_passes_its_settings_to_the_run(world, tmp_path, capsys):
 
 def test_runs_and_datasets_stand_for_their_paths(world, tmp_path):
     """What the API returns can be passed on: a Dataset and a world-model run to train_agent,
-    its agent run to evaluate_run."""
+    its agent run to evaluate_run, Datasets (one, or any iterable) to train_world_model."""
     config = agent_config("debug", algo="ditto", expert_episodes=2, steps=2)
     world_model = load_world_model(world / "wm")
     expert = Dataset(world / "expert")
     run = train_agent(config, expert, tmp_path / "run", world_model, progress=False)
-    assert json.loads((run.path / "config.json").read_text())["expert_data"] == str(expert.root)
+    saved = json.loads((run.path / "config.json").read_text())
+    assert (saved["expert_data"], saved["world_model"]) == (str(expert.root), str(world / "wm"))
     assert evaluate_run(run, episodes=2, progress=False)["episodes"] == 2
-    with pytest.raises(TypeError, match="run wants a path .*, not int"):
+    with pytest.raises(TypeError, match="os.PathLike object"):
         evaluate_run(3)
+    config = world_model_config("debug", steps=1)
+    for data, out in ((expert, "one"), ((d for d in [expert]), "generator")):
+        train_world_model(data, tmp_path / out, config, progress=False)
+        assert read_config(tmp_path / out, "world_model")["data"] == [str(expert.root)]

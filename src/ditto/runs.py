@@ -10,7 +10,6 @@ RUN/eval.json               an agent run's score (`ditto evaluate --save`, sweep
 from __future__ import annotations
 
 import json
-import os
 import platform
 from pathlib import Path
 from typing import Any
@@ -26,19 +25,6 @@ CHECKPOINT = "checkpoint.safetensors"
 CONFIG = "config.json"
 METRICS = "metrics.jsonl"
 EVAL = "eval.json"
-
-
-def as_path(value: Any, name: str) -> Path:
-    """A path given as str or Path, or as what ditto returned for one: a run from train_agent or
-    train_world_model (its .path) or a Dataset (its .root)."""
-    if isinstance(value, (str, os.PathLike)):
-        return Path(value)
-    inner = getattr(value, "path", None) or getattr(value, "root", None)
-    if not isinstance(inner, (str, os.PathLike)):
-        raise TypeError(
-            f"{name} wants a path (str or Path), a run or a Dataset, not {type(value).__name__}"
-        )
-    return Path(inner)
 
 
 def has_checkpoint(out: Path) -> bool:

@@ -15,6 +15,7 @@ Run directory:
 from __future__ import annotations
 
 import math
+import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -39,7 +40,6 @@ from ditto.runs import (
     CHECKPOINT,
     CONFIG,
     MetricsLog,
-    as_path,
     check_resumed_input,
     check_resumed_length,
     fork_rng,
@@ -87,21 +87,25 @@ class AgentRun:
     path: Path
     step: int
 
+    def __fspath__(self) -> str:  # the run stands for its directory wherever a path is expected
+        return str(self.path)
+
 
 class AgentTrainer:
     def __init__(
         self,
         config: AgentConfig,
-        expert_data: str | Path,
-        out: str | Path,
-        world_model: str | Path | None = None,
+        expert_data: str | os.PathLike,
+        out: str | os.PathLike,
+        world_model: str | os.PathLike | None = None,
         device: str = "auto",
         resume: bool = False,
         progress: bool = True,
     ):
-        self.out, self.progress = as_path(out, "out"), progress
-        expert_data = as_path(expert_data, "expert_data")
-        world_model = None if world_model is None else as_path(world_model, "world_model")
+        self.out, self.progress = Path(out), progress
+        # a Dataset or a world-model run stands for its directory
+        expert_data = os.fspath(expert_data)
+        world_model = None if world_model is None else os.fspath(world_model)
         resuming = should_resume(self.out, "agent", resume)
         if resuming:
             saved = read_config(self.out, "agent")
@@ -109,8 +113,8 @@ class AgentTrainer:
             check_resumed_input(self.out, "--world-model", world_model, saved["world_model"])
             config = AgentConfig.from_json({**saved["agent"], "steps": config.steps})
             expert_data, world_model = saved["expert_data"], saved["world_model"]
-        self.config, self.expert_data = config, str(expert_data)
-        self.world_model_path = None if world_model is None else str(world_model)
+        self.config, self.expert_data = config, expert_data
+        self.world_model_path = world_model
         self.device = resolve_device(device)
         # "auto" resolves once, when the run starts: a run resumed on other hardware keeps its precision.
         self.bf16 = saved["bf16"] if resuming else use_bf16(config.precision, self.device)
@@ -297,9 +301,9 @@ def load_agent_world_model(path: str | Path, agent: dict | None, device: str) ->
 
 def train_agent(
     config: AgentConfig,
-    expert_data: str | Path,
-    out: str | Path,
-    world_model: str | Path | None = None,
+    expert_data: str | os.PathLike,
+    out: str | os.PathLike,
+    world_model: str | os.PathLike | None = None,
     *,
     device: str = "auto",
     resume: bool = False,

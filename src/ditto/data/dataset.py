@@ -82,8 +82,9 @@ class DatasetWriter:
     Opening an existing dataset appends to it (resuming an interrupted
     collection) if its env spec matches; `source` describes how the episodes
     were made (expert spec, epsilon, seed) and is kept from the first writer.
-    A new dataset is created by its first episode, so a collection or import
-    that fails before that leaves nothing behind.
+    A new dataset's directory is made at once (a path that cannot be one fails
+    before any work), its metadata with the first episode, so a collection or
+    import that fails before that leaves an empty directory, which any retry may use.
     """
 
     def __init__(self, root: str | Path, spec: EnvSpec, source: dict[str, Any] | None = None):
@@ -107,6 +108,7 @@ class DatasetWriter:
                 "source": dict(source or {}),
                 "episodes": [],
             }
+            self.root.mkdir(parents=True, exist_ok=True)
 
     @property
     def num_episodes(self) -> int:
@@ -169,6 +171,9 @@ class Dataset(Sequence[Episode]):
         self._cache: dict[int, Episode] = {}
         for info in self.infos:
             self._cache[info.index] = self._open_episode(info)
+
+    def __fspath__(self) -> str:  # a Dataset stands for its directory wherever a path is expected
+        return str(self.root)
 
     def _open_episode(self, info: EpisodeInfo) -> Episode:
         arrays = {}

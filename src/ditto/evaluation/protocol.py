@@ -10,6 +10,7 @@ comes from the rliable library. Evaluation only reads the run directory.
 
 from __future__ import annotations
 
+import os
 import warnings
 from pathlib import Path
 from typing import Any
@@ -27,7 +28,7 @@ from ditto.device import resolve_device
 from ditto.envs import env_spec, make_vector_env
 from ditto.errors import DittoError
 from ditto.evaluation.policy import LatentAgent, PixelAgent, RandomAgent
-from ditto.runs import as_path, read_config
+from ditto.runs import read_config
 from ditto.specs import EnvSpec
 
 
@@ -95,7 +96,7 @@ def random_return(env_id: str, spec: EnvSpec, episodes: int, num_envs: int, seed
 
 
 def evaluate_run(
-    run: str | Path,
+    run: str | os.PathLike,
     *,
     episodes: int | None = None,
     checkpoints: int | None = None,
@@ -106,7 +107,7 @@ def evaluate_run(
     progress: bool = True,
 ) -> dict[str, Any]:
     """Score a run under the protocol: its last `checkpoints` snapshots x `episodes` episodes each."""
-    run = as_path(run, "run")
+    run = Path(run)
     for flag, value in (
         ("--checkpoints", checkpoints),
         ("--episodes", episodes),

@@ -14,7 +14,9 @@ from __future__ import annotations
 
 import hashlib
 import math
+import os
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -32,7 +34,6 @@ from ditto.runs import (
     CHECKPOINT,
     CONFIG,
     MetricsLog,
-    as_path,
     check_resumed_input,
     check_resumed_length,
     fork_rng,
@@ -102,6 +103,9 @@ class WorldModelRun:
     model: WorldModel
     step: int
 
+    def __fspath__(self) -> str:  # the run stands for its directory wherever a path is expected
+        return str(self.path)
+
     def digest(self) -> str:
         """SHA-256 of the weights: equal exactly when the model computes the same features."""
         digest = hashlib.sha256()
@@ -111,9 +115,9 @@ class WorldModelRun:
         return digest.hexdigest()
 
 
-def load_world_model(run: str | Path, device: str = "cpu") -> WorldModelRun:
+def load_world_model(run: str | os.PathLike, device: str = "cpu") -> WorldModelRun:
     """The world model of a run directory (its latest checkpoint), in eval mode."""
-    run = as_path(run, "run")
+    run = Path(run)
     saved = read_config(run, "world_model")
     model = WorldModel(
         EnvSpec.from_json(saved["env"]), WorldModelConfig.from_json(saved["world_model"])
@@ -127,17 +131,17 @@ def load_world_model(run: str | Path, device: str = "cpu") -> WorldModelRun:
 class WorldModelTrainer:
     def __init__(
         self,
-        data: str | Path | list[str | Path],
-        out: str | Path,
+        data: str | os.PathLike | Iterable[str | os.PathLike],
+        out: str | os.PathLike,
         config: WorldModelConfig,
         device: str = "auto",
         resume: bool = False,
         progress: bool = True,
     ):
-        self.out, self.progress = as_path(out, "out"), progress
-        if not isinstance(data, list | tuple):  # one dataset
+        self.out, self.progress = Path(out), progress
+        if isinstance(data, str | os.PathLike):  # one dataset (a Dataset is a path too)
             data = [data]
-        data = [as_path(d, "data") for d in data]
+        data = [os.fspath(d) for d in data]
         self.device = resolve_device(device)
         resuming = should_resume(self.out, "world_model", resume)
         if resuming:
@@ -146,7 +150,7 @@ class WorldModelTrainer:
             # The run's own config wins, except for how long to train.
             config = WorldModelConfig.from_json({**saved["world_model"], "steps": config.steps})
             data = saved["data"]
-        self.config, self.data = config, [str(d) for d in data]
+        self.config, self.data = config, data
         # "auto" resolves once, when the run starts: a run resumed on other hardware keeps its precision.
         self.bf16 = saved["bf16"] if resuming else use_bf16(config.precision, self.device)
         datasets = open_datasets(self.data)
@@ -380,8 +384,8 @@ def open_loop_strips(
 
 
 def train_world_model(
-    data: str | Path | list[str | Path],
-    out: str | Path,
+    data: str | os.PathLike | Iterable[str | os.PathLike],
+    out: str | os.PathLike,
     config: WorldModelConfig,
     *,
     device: str = "auto",
