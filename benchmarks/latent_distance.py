@@ -2,16 +2,17 @@
 
 The paper (DITTO, section 5) finds on BeamRider that L_d = 1 - r on held-out expert windows
 tracks the real return while expert-action accuracy does not. This checks that on scored
-agent runs trained in ONE world model at ONE horizon (each world model has its own latent
-space, and L_d averages over H imagined steps, so it is comparable only within both):
+agent runs trained in ONE world model at ONE horizon on the same expert episodes (each world
+model has its own latent space, L_d averages over H imagined steps, and it is measured on the
+expert's held-out episodes, so it is comparable only within all three):
 
-    python benchmarks/latent_distance.py runs/pendulum/agents/*-ne4-seed*
+    python benchmarks/latent_distance.py runs/pendulum/agents/{ditto,ditto_nearest,dgail,dbc}-ne4-seed?
 
 For every scored snapshot (eval.json's checkpoints) it takes the metrics the run logged at
 that step: `val/latent_distance` and the expert-action metric (`val/action_accuracy` for
 discrete actions, `val/action_mse` for continuous). Prints each run's means over its scored
-snapshots beside its return, then Spearman rank correlations with return, across runs and
-across all snapshots pooled. Pixel BC runs have no world model, hence no L_d, and are skipped.
+snapshots beside its return, then Spearman rank correlations with return, across runs (with
+p-values) and across all snapshots pooled (without: a run's snapshots are not independent). Pixel BC runs have no world model, hence no L_d, and are skipped.
 """
 
 from __future__ import annotations
@@ -37,9 +38,10 @@ def snapshot_metrics(run: Path) -> tuple[dict, list[dict]]:
     for checkpoint in score["checkpoints"]:
         step = checkpoint["step"]
         # the validation row logged at the snapshot's step, else the last one before it
-        row = by_step.get(step) or max(
-            (r for r in rows if r["step"] <= step), key=lambda r: r["step"]
-        )
+        earlier = [r for r in rows if r["step"] <= step]
+        if not earlier:
+            raise SystemExit(f"{run}: no val/latent_distance logged by step {step}")
+        row = by_step.get(step) or max(earlier, key=lambda r: r["step"])
         action = next(name for name in ACTION_METRICS if name in row)
         points.append(
             {
@@ -53,12 +55,12 @@ def snapshot_metrics(run: Path) -> tuple[dict, list[dict]]:
     return score, points
 
 
-def correlations(points: list[dict]) -> str:
+def correlations(points: list[dict], p_values: bool) -> str:
     returns = [p["return"] for p in points]
     parts = []
     for key, label in (("latent_distance", "L_d"), ("action", points[0]["action_metric"])):
         rho, p_value = spearmanr([p[key] for p in points], returns)
-        parts.append(f"{label}: rho {rho:+.2f} (p {p_value:.2g})")
+        parts.append(f"{label}: rho {rho:+.2f}" + (f" (p {p_value:.2g})" if p_values else ""))
     return f"n = {len(points)}; " + ", ".join(parts)
 
 
@@ -73,7 +75,14 @@ def main() -> None:
         config = json.loads((run / CONFIG).read_text())
         if config["agent"]["algo"] == "bc":
             continue
-        settings.add((str(Path(config["world_model"]).resolve()), config["agent"]["horizon"]))
+        settings.add(
+            (
+                str(Path(config["world_model"]).resolve()),
+                config["agent"]["horizon"],
+                str(Path(config["expert_data"]).resolve()),
+                config["agent"]["expert_episodes"],
+            )
+        )
         score, points = snapshot_metrics(run)
         pooled += points
         per_run.append(
@@ -87,8 +96,8 @@ def main() -> None:
         )
     if len(settings) != 1:
         raise SystemExit(
-            f"the runs use {len(settings)} (world model, horizon) pairs: {sorted(settings)}; "
-            "L_d compares runs within one"
+            f"the runs differ in world model, horizon or expert episodes: {sorted(settings, key=str)}; "
+            "L_d compares runs within one setting"
         )
     action = per_run[0]["action_metric"]
     print(f"| run | return | L_d | {action} |\n|---|---|---|---|")
@@ -96,8 +105,8 @@ def main() -> None:
         print(
             f"| {r['run']} | {r['return']:.1f} | {r['latent_distance']:.3f} | {r['action']:.3f} |"
         )
-    print(f"\nacross runs (Spearman with return): {correlations(per_run)}")
-    print(f"across snapshots, pooled: {correlations(pooled)}")
+    print(f"\nacross runs (Spearman with return): {correlations(per_run, p_values=True)}")
+    print(f"across snapshots, pooled: {correlations(pooled, p_values=False)}")
 
 
 if __name__ == "__main__":

@@ -33,12 +33,19 @@ read -r -a NAMES <<< "${NAMES:-ditto dgail dbc bc ditto_nearest ditto_h5}"
 WM_SEED=${WM_SEED:-0}
 if [ "$WM_SEED" = 0 ]; then WM_DIR=$OUT/wm AGENTS=$OUT/agents; else WM_DIR=$OUT/wm_seed$WM_SEED AGENTS=$OUT/agents_wm$WM_SEED; fi
 
-timed() { local start; start=$(date +%s); "$@"; echo "  $(( $(date +%s) - start )) s: ${*:1:4} ..." >&2; }
+# Runs a command, prints its time, and fails as it does.
+timed() {
+  local start rc=0
+  start=$(date +%s)
+  "$@" || rc=$?
+  echo "  $(($(date +%s) - start)) s: ${*:1:4} ... (exit $rc)" >&2
+  return $rc
+}
 
 mkdir -p "$AGENTS"
-[ -f "$OUT/data/expert/metadata.json" ] || timed "$DITTO" collect --env Pendulum-v1 --expert scripted --episodes "${EPISODES[0]}" --out "$OUT/data/expert" --seed 0
-[ -f "$OUT/data/noisy/metadata.json" ] || timed "$DITTO" collect --env Pendulum-v1 --expert scripted --episodes "${EPISODES[1]}" --epsilon 0.5 --out "$OUT/data/noisy" --seed 1000
-[ -f "$OUT/data/random/metadata.json" ] || timed "$DITTO" collect --env Pendulum-v1 --expert random --episodes "${EPISODES[2]}" --out "$OUT/data/random" --seed 2000
+timed "$DITTO" collect --env Pendulum-v1 --expert scripted --episodes "${EPISODES[0]}" --out "$OUT/data/expert" --seed 0
+timed "$DITTO" collect --env Pendulum-v1 --expert scripted --episodes "${EPISODES[1]}" --epsilon 0.5 --out "$OUT/data/noisy" --seed 1000
+timed "$DITTO" collect --env Pendulum-v1 --expert random --episodes "${EPISODES[2]}" --out "$OUT/data/random" --seed 2000
 if [ -f "$WM_DIR/checkpoint.safetensors" ]; then WM_FLAGS=(--resume); else WM_FLAGS=(); fi
 timed "$DITTO" train-world-model --data "$OUT/data/expert" "$OUT/data/noisy" "$OUT/data/random" --out "$WM_DIR" \
   "${WM[@]}" --seed "$WM_SEED" --device cpu "${WM_FLAGS[@]}"
@@ -65,7 +72,7 @@ export OUT DITTO STEPS AGENTS WM_DIR
 export AGENT_ARGS="${AGENT[*]}" BC_ARGS="${BC[*]}" EVAL_ARGS="${EVAL[*]}"
 
 for name in "${NAMES[@]}"; do for seed in "${SEEDS[@]}"; do echo "$name $seed"; done; done |
-  xargs -P "$JOBS" -L 1 bash -c 'AGENT=($AGENT_ARGS); BC=($BC_ARGS); EVAL=($EVAL_ARGS); cell "$0" "$1"'
+  xargs -P "$JOBS" -L 1 bash -c 'set -euo pipefail; AGENT=($AGENT_ARGS); BC=($BC_ARGS); EVAL=($EVAL_ARGS); cell "$0" "$1"'
 
 for name in "${NAMES[@]}"; do
   echo "== $name"

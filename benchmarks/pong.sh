@@ -30,19 +30,23 @@ else
   BC=(--batch 64 --set bc_cnn_depth=16 checkpoint_every=100)
 fi
 
-timed() { local start; start=$(date +%s); "$@"; echo "  $(( $(date +%s) - start )) s: ${*:1:4} ..." >&2; }
-collect() { [ -f "$OUT/$1/metadata.json" ] || timed "$DITTO" collect --env ALE/Pong-v5 --out "$OUT/$1" "${@:2}"; }
+# Runs a command, prints its time, and fails as it does.
+timed() {
+  local start rc=0
+  start=$(date +%s)
+  "$@" || rc=$?
+  echo "  $(($(date +%s) - start)) s: ${*:1:4} ... (exit $rc)" >&2
+  return $rc
+}
+collect() { timed "$DITTO" collect --env ALE/Pong-v5 --out "$OUT/$1" "${@:2}"; }  # resumes, or returns at once
 
 mkdir -p "$OUT/agents" "$OUT/nearest"
 collect expert --expert scripted --episodes "${EPISODES[0]}" --seed 0
 collect noisy --expert scripted --epsilon 0.5 --episodes "${EPISODES[1]}" --seed 10000
 collect random --expert random --episodes "${EPISODES[2]}" --seed 20000
 # The agents' expert data: the world model's expert episodes and more of the same (seeds 12-63).
-if ! [ -f "$OUT/expert64/metadata.json" ] ||
-  [ "$("$PY" -c "import json,sys; print(len(json.load(open(sys.argv[1]))['episodes']))" "$OUT/expert64/metadata.json")" != "${EPISODES[3]}" ]; then
-  [ -d "$OUT/expert64" ] || cp -r "$OUT/expert" "$OUT/expert64"
-  timed "$DITTO" collect --env ALE/Pong-v5 --expert scripted --episodes "${EPISODES[3]}" --seed 0 --out "$OUT/expert64"
-fi
+[ -d "$OUT/expert64" ] || cp -r "$OUT/expert" "$OUT/expert64"
+collect expert64 --expert scripted --episodes "${EPISODES[3]}" --seed 0
 if [ -f "$OUT/wm/checkpoint.safetensors" ]; then WM_FLAGS=(--resume); else WM_FLAGS=(); fi
 timed "$DITTO" train-world-model --data "$OUT/expert" "$OUT/noisy" "$OUT/random" --out "$OUT/wm" \
   "${WM[@]}" --seed 0 --device cpu "${WM_FLAGS[@]}"
@@ -69,7 +73,7 @@ export AGENT_ARGS="${AGENT[*]}" BC_ARGS="${BC[*]}" EVAL_ARGS="${EVAL[*]}"
 {
   for n in "${SIZES[@]}"; do for name in ditto dbc dgail bc; do echo "$name $n"; done; done
   echo "ditto_nearest ${SIZES[0]}"
-} | xargs -P "$JOBS" -L 1 bash -c 'AGENT=($AGENT_ARGS); BC=($BC_ARGS); EVAL=($EVAL_ARGS); cell "$0" "$1"'
+} | xargs -P "$JOBS" -L 1 bash -c 'set -euo pipefail; AGENT=($AGENT_ARGS); BC=($BC_ARGS); EVAL=($EVAL_ARGS); cell "$0" "$1"'
 
 "$DITTO" report "$OUT/agents"
 "$DITTO" report "$OUT/nearest"

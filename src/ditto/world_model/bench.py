@@ -32,7 +32,7 @@ class Mode(NamedTuple):
 
 
 # "reduce-overhead" adds CUDA graphs, which replay a step's many small kernels (the RSSM's
-# per-step GRU) in one launch; on a CPU it compiles as "default" does. The trainer runs
+# per-step GRU) in one launch; a GPU-only mode (check_modes). The trainer runs
 # fp32 or bf16, eager or compiled ("default"); graphs are a candidate measured here. (The
 # convolutions are channels-last in every mode: world_model/networks.py.)
 MODES = {
