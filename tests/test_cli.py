@@ -542,3 +542,16 @@ def test_evaluate_gives_an_iqm_only_across_seeds_of_one_setting(tmp_path, capsys
     assert code == 0 and "no IQM across these runs: they differ in env, method or N_E" in out
     twice = _one_line_error(capsys, *evaluate, runs[0], runs[0] + "/")
     assert f"{runs[0]} is given twice; each run counts once in the IQM" in twice
+
+
+def test_a_run_killed_during_its_first_write_can_start_again(tmp_path):
+    from ditto.errors import DittoError
+    from ditto.runs import should_resume
+
+    killed = tmp_path / "run"
+    killed.mkdir()
+    (killed / ".config.json.x1y2.tmp").write_text("{")  # all that an atomic write leaves
+    assert should_resume(killed, "world_model", resume=False) is False
+    (killed / "notes.txt").write_text("someone's")
+    with pytest.raises(DittoError, match="is not empty and holds no ditto run"):
+        should_resume(killed, "world_model", resume=False)

@@ -67,6 +67,11 @@ def test_writer_appends_to_matching_dataset_and_refuses_other_envs(make_dataset,
     (tmp_path / "junk" / "file.txt").write_text("x")
     with pytest.raises(DatasetError, match="not a ditto dataset"):
         DatasetWriter(tmp_path / "junk", spec)
+    # all that a kill during the first metadata write leaves: a retry may use the directory
+    (tmp_path / "killed").mkdir()
+    (tmp_path / "killed" / ".metadata.json.k2x9.tmp").write_text("{")
+    DatasetWriter(tmp_path / "killed", spec).add(random_episode(spec, 3, np.random.default_rng(1)))
+    assert len(Dataset(tmp_path / "killed")) == 1
 
 
 def test_writer_rejects_wrong_frames_and_actions(tmp_path):

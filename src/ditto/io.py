@@ -43,6 +43,14 @@ def _atomic_write(path: Path, write: Callable[[IO[bytes]], None]) -> None:
         raise
 
 
+def holds_files(directory: Path) -> bool:
+    """Whether `directory` holds anything but the temporary files of interrupted atomic writes
+    (a kill during the first write into a new directory leaves one behind)."""
+    return any(
+        not (p.name.startswith(".") and p.name.endswith(".tmp")) for p in directory.iterdir()
+    )
+
+
 def atomic_write_bytes(path: Path, data: bytes) -> None:
     _atomic_write(path, lambda f: f.write(data))
 

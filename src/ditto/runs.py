@@ -19,7 +19,7 @@ import torch
 import ditto
 from ditto.checkpoint import Checkpoint
 from ditto.errors import DittoError
-from ditto.io import atomic_write_bytes
+from ditto.io import atomic_write_bytes, holds_files
 
 CHECKPOINT = "checkpoint.safetensors"
 CONFIG = "config.json"
@@ -39,7 +39,7 @@ def should_resume(out: Path, kind: str, resume: bool) -> bool:
         raise DittoError(f"--out {out} is a file; choose a directory for the run")
     if (out / CONFIG).is_file():
         read_config(out, kind)  # another kind of run is refused here
-    elif out.is_dir() and any(out.iterdir()):
+    elif out.is_dir() and holds_files(out):
         raise DittoError(
             f"{out} is not empty and holds no ditto run; choose a new or empty --out, so that "
             "nothing in it is overwritten"
