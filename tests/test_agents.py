@@ -430,3 +430,24 @@ def test_runs_and_datasets_stand_for_their_paths(world, tmp_path):
     for data, out in ((expert, "one"), ((d for d in [expert]), "generator")):
         train_world_model(data, tmp_path / out, config, progress=False)
         assert read_config(tmp_path / out, "world_model")["data"] == [str(expert.root)]
+
+
+def test_sticky_actions_reach_every_evaluation_env_and_are_atari_only(world, tmp_path, monkeypatch):
+    import ditto.evaluation.protocol as protocol
+
+    config = agent_config("debug", algo="dbc", expert_episodes=2, steps=2)
+    run = train_agent(config, world / "expert", tmp_path / "run", world / "wm", progress=False)
+    with pytest.raises(DittoError, match="sticky actions are an Atari setting; CartPole-v1"):
+        evaluate_run(run, episodes=1, sticky_actions=True, progress=False)
+    made = []
+
+    def spy(*args, **kwargs):
+        made.append(kwargs["sticky_actions"])
+        return make_vector_env(*args, **kwargs)  # CartPole ignores the flag
+
+    make_vector_env = protocol.make_vector_env
+    monkeypatch.setattr(protocol, "make_vector_env", spy)
+    monkeypatch.setattr(protocol, "is_atari", lambda env_id: True)
+    result = evaluate_run(run, episodes=1, sticky_actions=True, progress=False)
+    assert result["protocol"]["sticky_actions"] is True
+    assert made == [True, True]  # the agent's episodes and the random policy's

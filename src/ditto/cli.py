@@ -289,6 +289,7 @@ def _cmd_evaluate(args: argparse.Namespace) -> None:
             checkpoints=args.checkpoints,
             greedy=True if args.greedy else None,
             num_envs=args.num_envs,
+            sticky_actions=args.sticky_actions,
             device=args.device,
         )
         for run in args.runs
@@ -543,6 +544,12 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="vectorised envs (default: the run's, 8); the count decides which episodes are "
         "played, so compare scores made with the same count",
+    )
+    p.add_argument(
+        "--sticky-actions",
+        action="store_true",
+        help="Atari: repeat the previous action with probability 0.25, so that replaying a "
+        "memorised game cannot score (the data are recorded without)",
     )
     p.add_argument("--device", default="auto")
     p.add_argument("--json", action="store_true", help="print one JSON object")

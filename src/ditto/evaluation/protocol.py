@@ -25,7 +25,7 @@ from ditto.agents.trainer import SNAPSHOTS, load_agent_world_model
 from ditto.checkpoint import Checkpoint, load_checkpoint
 from ditto.config import AgentConfig
 from ditto.device import resolve_device
-from ditto.envs import env_spec, make_vector_env
+from ditto.envs import env_spec, is_atari, make_vector_env
 from ditto.errors import DittoError
 from ditto.evaluation.policy import LatentAgent, PixelAgent, RandomAgent
 from ditto.runs import read_config
@@ -33,7 +33,13 @@ from ditto.specs import EnvSpec
 
 
 def run_episodes(
-    agent, env_id: str, spec: EnvSpec, episodes: int, num_envs: int, seed: int
+    agent,
+    env_id: str,
+    spec: EnvSpec,
+    episodes: int,
+    num_envs: int,
+    seed: int,
+    sticky_actions: bool = False,
 ) -> list[float]:
     """Returns of `episodes` full episodes of `agent` in `num_envs` vectorised envs.
 
@@ -42,7 +48,9 @@ def run_episodes(
     """
     num_envs = max(1, min(num_envs, episodes))
     quota = np.full(num_envs, episodes // num_envs) + (np.arange(num_envs) < episodes % num_envs)
-    venv = make_vector_env(env_id, num_envs, seed=seed, grayscale=spec.obs_shape[0] == 1)
+    venv = make_vector_env(
+        env_id, num_envs, seed=seed, grayscale=spec.obs_shape[0] == 1, sticky_actions=sticky_actions
+    )
     try:
         frames, _ = venv.reset(seed=seed)
         is_first = np.ones(num_envs, dtype=bool)
@@ -87,11 +95,12 @@ def agent_loader(saved: dict[str, Any], device: torch.device, greedy: bool):
     return load
 
 
-def random_return(env_id: str, spec: EnvSpec, episodes: int, num_envs: int, seed: int) -> float:
+def random_return(
+    env_id: str, spec: EnvSpec, episodes: int, num_envs: int, seed: int, sticky_actions: bool
+) -> float:
+    agent = RandomAgent(spec.action, seed)
     return float(
-        np.mean(
-            run_episodes(RandomAgent(spec.action, seed), env_id, spec, episodes, num_envs, seed)
-        )
+        np.mean(run_episodes(agent, env_id, spec, episodes, num_envs, seed, sticky_actions))
     )
 
 
@@ -102,11 +111,17 @@ def evaluate_run(
     checkpoints: int | None = None,
     greedy: bool | None = None,
     num_envs: int | None = None,
+    sticky_actions: bool = False,
     device: str = "auto",
     seed: int = 1_000_000,
     progress: bool = True,
 ) -> dict[str, Any]:
-    """Score a run under the protocol: its last `checkpoints` snapshots x `episodes` episodes each."""
+    """Score a run under the protocol: its last `checkpoints` snapshots x `episodes` episodes each.
+
+    sticky_actions (Atari only): the env repeats the previous action with probability 0.25
+    (Machado et al. 2018), so no memorised action sequence replays a recorded game. The
+    normalised score still uses the expert's recorded (sticky-free) return.
+    """
     run = Path(run)
     for flag, value in (
         ("--checkpoints", checkpoints),
@@ -121,7 +136,15 @@ def evaluate_run(
     env_spec(
         spec.env_id, size=spec.obs_shape[1], grayscale=spec.obs_shape[0] == 1
     ).check_compatible(spec, f"run {run}")
-    protocol = resolve_protocol(config, checkpoints=checkpoints, episodes=episodes, greedy=greedy)
+    if sticky_actions and not is_atari(spec.env_id):
+        raise DittoError(f"sticky actions are an Atari setting; {spec.env_id} has none")
+    protocol = resolve_protocol(
+        config,
+        checkpoints=checkpoints,
+        episodes=episodes,
+        greedy=greedy,
+        sticky_actions=sticky_actions,
+    )
     episodes, greedy = protocol["episodes"], protocol["greedy"]
     num_envs = config.eval_envs if num_envs is None else num_envs
     snapshots = policy_snapshots(run)[-protocol["checkpoints"] :]
@@ -133,7 +156,13 @@ def evaluate_run(
         torch.manual_seed(seed + index)  # the policy samples actions and latents
         checkpoint = load_checkpoint(snapshot)
         returns = run_episodes(
-            load(checkpoint), spec.env_id, spec, episodes, num_envs, seed + 1000 * index
+            load(checkpoint),
+            spec.env_id,
+            spec,
+            episodes,
+            num_envs,
+            seed + 1000 * index,
+            sticky_actions,
         )
         per_checkpoint.append(
             {"step": int(checkpoint.meta["step"]), "return_mean": float(np.mean(returns))}
@@ -142,7 +171,7 @@ def evaluate_run(
     returns = np.asarray(all_returns)
     expert, rand = (
         saved["expert_return"],
-        random_return(spec.env_id, spec, episodes, num_envs, seed),
+        random_return(spec.env_id, spec, episodes, num_envs, seed, sticky_actions),
     )
     return {
         "run": str(run),
@@ -165,13 +194,19 @@ def evaluate_run(
 
 
 def resolve_protocol(
-    config: AgentConfig, *, checkpoints: int | None, episodes: int | None, greedy: bool | None
+    config: AgentConfig,
+    *,
+    checkpoints: int | None,
+    episodes: int | None,
+    greedy: bool | None,
+    sticky_actions: bool = False,
 ) -> dict[str, Any]:
     """The evaluation settings, the run's own config filling in what is not given."""
     return {
         "checkpoints": config.keep_checkpoints if checkpoints is None else checkpoints,
         "episodes": config.eval_episodes if episodes is None else episodes,
         "greedy": config.greedy if greedy is None else greedy,
+        "sticky_actions": sticky_actions,
     }
 
 

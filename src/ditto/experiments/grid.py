@@ -310,7 +310,9 @@ def finished(cell: Cell) -> dict[str, Any] | None:
         episodes=cell.evaluation["episodes"],
         greedy=cell.evaluation["greedy"],
     )
-    return scored if scored.get("protocol") == wanted else None
+    # scores saved before sticky actions were an option were made without them
+    recorded = {"sticky_actions": False, **scored.get("protocol", {})}
+    return scored if recorded == wanted else None
 
 
 def plan_cells(grid: Grid, plan: EnvPlan, preset: str, out: Path, device: str) -> list[Cell]:
