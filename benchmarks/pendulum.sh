@@ -33,14 +33,7 @@ read -r -a NAMES <<< "${NAMES:-ditto dgail dbc bc ditto_nearest ditto_h5}"
 WM_SEED=${WM_SEED:-0}
 if [ "$WM_SEED" = 0 ]; then WM_DIR=$OUT/wm AGENTS=$OUT/agents; else WM_DIR=$OUT/wm_seed$WM_SEED AGENTS=$OUT/agents_wm$WM_SEED; fi
 
-# Runs a command, prints its time, and fails as it does.
-timed() {
-  local start rc=0
-  start=$(date +%s)
-  "$@" || rc=$?
-  echo "  $(($(date +%s) - start)) s: ${*:1:4} ... (exit $rc)" >&2
-  return $rc
-}
+source "$(dirname "$0")/timed.sh"
 
 mkdir -p "$AGENTS"
 timed "$DITTO" collect --env Pendulum-v1 --expert scripted --episodes "${EPISODES[0]}" --out "$OUT/data/expert" --seed 0

@@ -30,14 +30,7 @@ else
   BC=(--batch 64 --set bc_cnn_depth=16 checkpoint_every=100)
 fi
 
-# Runs a command, prints its time, and fails as it does.
-timed() {
-  local start rc=0
-  start=$(date +%s)
-  "$@" || rc=$?
-  echo "  $(($(date +%s) - start)) s: ${*:1:4} ... (exit $rc)" >&2
-  return $rc
-}
+source "$(dirname "$0")/timed.sh"
 collect() { timed "$DITTO" collect --env ALE/Pong-v5 --out "$OUT/$1" "${@:2}"; }  # resumes, or returns at once
 
 mkdir -p "$OUT/agents" "$OUT/nearest"
