@@ -12,7 +12,8 @@ For every scored snapshot (eval.json's checkpoints) it takes the metrics the run
 that step: `val/latent_distance` and the expert-action metric (`val/action_accuracy` for
 discrete actions, `val/action_mse` for continuous). Prints each run's means over its scored
 snapshots beside its return, then Spearman rank correlations with return, across runs (with
-p-values) and across all snapshots pooled (without: a run's snapshots are not independent). Pixel BC runs have no world model, hence no L_d, and are skipped.
+p-values) and across all snapshots pooled (without: a run's snapshots are not independent).
+Pixel BC runs have no world model, hence no L_d, and are skipped.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from pathlib import Path
 import numpy as np
 from scipy.stats import spearmanr
 
-from ditto.runs import CONFIG, EVAL, METRICS, read_metrics
+from ditto.runs import EVAL, METRICS, read_config, read_metrics
 
 ACTION_METRICS = ("val/action_accuracy", "val/action_mse")
 
@@ -33,7 +34,6 @@ def snapshot_metrics(run: Path) -> tuple[dict, list[dict]]:
     """The run's eval.json, and per scored snapshot: step, return, L_d, action metric."""
     score = json.loads((run / EVAL).read_text())
     rows = [row for row in read_metrics(run / METRICS) if "val/latent_distance" in row]
-    by_step = {row["step"]: row for row in rows}
     points = []
     for checkpoint in score["checkpoints"]:
         step = checkpoint["step"]
@@ -41,7 +41,7 @@ def snapshot_metrics(run: Path) -> tuple[dict, list[dict]]:
         earlier = [r for r in rows if r["step"] <= step]
         if not earlier:
             raise SystemExit(f"{run}: no val/latent_distance logged by step {step}")
-        row = by_step.get(step) or max(earlier, key=lambda r: r["step"])
+        row = max(earlier, key=lambda r: r["step"])
         action = next(name for name in ACTION_METRICS if name in row)
         points.append(
             {
@@ -72,7 +72,7 @@ def main() -> None:
     args = parser.parse_args()
     settings, per_run, pooled = set(), [], []
     for run in args.runs:
-        config = json.loads((run / CONFIG).read_text())
+        config = read_config(run, "agent")
         if config["agent"]["algo"] == "bc":
             continue
         settings.add(

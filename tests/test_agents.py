@@ -439,13 +439,12 @@ def test_sticky_actions_reach_every_evaluation_env_and_are_atari_only(world, tmp
     run = train_agent(config, world / "expert", tmp_path / "run", world / "wm", progress=False)
     with pytest.raises(DittoError, match="sticky actions are an Atari setting; CartPole-v1"):
         evaluate_run(run, episodes=1, sticky_actions=True, progress=False)
-    made = []
+    made, make_vector_env = [], protocol.make_vector_env
 
     def spy(*args, **kwargs):
         made.append(kwargs["sticky_actions"])
         return make_vector_env(*args, **kwargs)  # CartPole ignores the flag
 
-    make_vector_env = protocol.make_vector_env
     monkeypatch.setattr(protocol, "make_vector_env", spy)
     monkeypatch.setattr(protocol, "is_atari", lambda env_id: True)
     result = evaluate_run(run, episodes=1, sticky_actions=True, progress=False)

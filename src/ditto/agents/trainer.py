@@ -145,7 +145,7 @@ class AgentTrainer:
             world = load_agent_world_model(
                 world_model, saved if resuming else None, str(self.device)
             )
-            self.world_model_step, self.world_model_digest = world.step, world.digest()
+            self.world_model_step, self.world_model_digest = world.step, world.digest
             model = world.model.requires_grad_(False)
             model.spec.check_compatible(self.spec, f"expert data {expert_data}")
             with self._autocast():
@@ -291,7 +291,7 @@ def load_agent_world_model(path: str | Path, agent: dict | None, device: str) ->
             f"the world model {path} is at step {run.step}, but the agent was trained in it at step "
             f"{trained_at}; its features have changed since, so train a new agent in it"
         )
-    if digest is not None and run.digest() != digest:
+    if digest is not None and run.digest != digest:
         raise DittoError(
             f"the world model {path} has other weights than the one the agent was trained in "
             "(was it trained again?); its features differ, so train a new agent in it"

@@ -122,7 +122,7 @@ class DatasetWriter:
             )
         self.spec.action.validate(episode.actions, "episode")
         index = self.num_episodes
-        if not (self.root / METADATA).exists():
+        if index == 0:
             # Before the first episode's files: a crash mid-write leaves a dataset to resume.
             atomic_write_json(self.root / METADATA, self.metadata)
         actions = episode.actions.astype(np.int64 if self.spec.action.is_discrete else np.float32)

@@ -18,6 +18,7 @@ import os
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 
 import numpy as np
@@ -106,8 +107,10 @@ class WorldModelRun:
     def __fspath__(self) -> str:  # the run stands for its directory wherever a path is expected
         return str(self.path)
 
+    @cached_property
     def digest(self) -> str:
-        """SHA-256 of the weights: equal exactly when the model computes the same features."""
+        """SHA-256 of the weights: equal exactly when the model computes the same features
+        (computed once: a run's weights are those it was loaded or trained with)."""
         digest = hashlib.sha256()
         for name, tensor in sorted(self.model.state_dict().items()):
             digest.update(name.encode())
