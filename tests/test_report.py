@@ -156,3 +156,18 @@ def test_record_episode_writes_a_gif(make_dataset, tmp_path):
     assert math.isfinite(total) and 1 <= total <= 5  # CartPole: +1 per step
     with Image.open(tmp_path / "episode.gif") as gif:
         assert gif.size == (128, 128) and gif.n_frames >= 2
+
+
+def test_sticky_and_sticky_free_scores_are_not_compared(results_root):
+    def score_sticky(path):
+        result = json.loads(path.read_text())
+        path.write_text(json.dumps({**result, "protocol": {"sticky_actions": True}}))
+
+    evals = sorted(results_root.rglob("eval.json"))
+    score_sticky(evals[0])
+    with pytest.raises(DittoError, match="without sticky actions and .* with them; report them"):
+        write_report(results_root)
+    for path in evals[1:]:
+        score_sticky(path)
+    write_report(results_root)
+    assert "Scored with sticky actions" in (results_root / "report.md").read_text()

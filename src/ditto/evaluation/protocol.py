@@ -230,6 +230,12 @@ def normalized_score(agent: float, expert: float, random: float) -> float:
     return (agent - random) / (expert - random)
 
 
+def recorded_protocol(result: dict[str, Any]) -> dict[str, Any]:
+    """The protocol an eval.json was scored under; scores saved before sticky actions were an
+    option were made without them."""
+    return {"sticky_actions": False, **result.get("protocol", {})}
+
+
 def setting_of(result: dict[str, Any]) -> tuple[str, str, int]:
     """What the runs that one IQM aggregates share: their seeds are what differs."""
     return result["env_id"], result["algo"], result["expert_episodes"]

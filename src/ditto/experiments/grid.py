@@ -298,7 +298,7 @@ def run_cell(cell: Cell, progress: bool = False, threads: int | None = None) -> 
 def finished(cell: Cell) -> dict[str, Any] | None:
     """The cell's saved score if it was made under the cell's evaluation settings, else None."""
     from ditto.config import AgentConfig
-    from ditto.evaluation.protocol import resolve_protocol
+    from ditto.evaluation.protocol import recorded_protocol, resolve_protocol
 
     path = Path(cell.out) / EVAL
     if not path.is_file():
@@ -310,9 +310,7 @@ def finished(cell: Cell) -> dict[str, Any] | None:
         episodes=cell.evaluation["episodes"],
         greedy=cell.evaluation["greedy"],
     )
-    # scores saved before sticky actions were an option were made without them
-    recorded = {"sticky_actions": False, **scored.get("protocol", {})}
-    return scored if recorded == wanted else None
+    return scored if recorded_protocol(scored) == wanted else None
 
 
 def plan_cells(grid: Grid, plan: EnvPlan, preset: str, out: Path, device: str) -> list[Cell]:

@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 
 from ditto.errors import DittoError
-from ditto.evaluation.protocol import aggregate, setting_of, standard_error
+from ditto.evaluation.protocol import aggregate, recorded_protocol, setting_of, standard_error
 from ditto.io import atomic_write_bytes, atomic_write_json
 from ditto.runs import CONFIG, EVAL, METRICS, read_metrics
 
@@ -60,7 +60,17 @@ def summarize(evals: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """One row per (env_id, algo, expert_episodes), aggregated over the runs (seeds)."""
     groups: dict[tuple[str, str, int], list[dict[str, Any]]] = defaultdict(list)
     seen: dict[tuple, str] = {}
+    sticky: dict[str, dict[bool, str]] = defaultdict(dict)
     for result in evals:
+        # one env's table and figure compare methods, so all of them play the same game
+        scored_sticky = sticky[result["env_id"]]
+        scored_sticky.setdefault(recorded_protocol(result)["sticky_actions"], result["run_dir"])
+        if len(scored_sticky) == 2:
+            raise DittoError(
+                f"{scored_sticky[False]} was scored without sticky actions and "
+                f"{scored_sticky[True]} with them; report them separately, or score them alike "
+                "(`ditto evaluate RUN ... --save`, with or without --sticky-actions)"
+            )
         key = setting_of(result)
         twin = seen.setdefault((*key, result["seed"]), result["run_dir"])
         if twin != result["run_dir"]:  # e.g. two presets of one grid: their rows must not mix
@@ -70,6 +80,8 @@ def summarize(evals: list[dict[str, Any]]) -> list[dict[str, Any]]:
             )
         groups[key].append(result)
     rows = [_summary_row(*key, runs) for key, runs in groups.items()]
+    for row in rows:
+        row["sticky_actions"] = next(iter(sticky[row["env_id"]]))
     return sorted(rows, key=lambda r: (r["env_id"], _method_rank(r["algo"]), r["expert_episodes"]))
 
 
@@ -476,6 +488,12 @@ def _env_blocks(
             f"Expert return {expert}, random-policy return {random} (normalised scores 1 and 0). "
             "Return ± standard error over all evaluation episodes of all seeds; IQM of the seeds' "
             "normalised scores with a 95% bootstrap interval."
+            + (
+                " Scored with sticky actions (the env repeats the previous action with "
+                "probability 0.25)."
+                if rows[0]["sticky_actions"]
+                else ""
+            )
         ),
         _results_table(rows),
         Image(f"{env_id}: expert-normalised score vs expert episodes", f"{FIGURES}/{score_png}"),
