@@ -6,6 +6,7 @@ score) can live in h. This scores a run's held-out episodes after C frames of fi
 several C:
 
     python benchmarks/open_loop_context.py runs/pong/wm3x --contexts 5 50 200
+    python benchmarks/open_loop_context.py runs/pong/wm --contexts 50 200 --ball   # Pong: is the ball drawn
 
 Per C: reconstruction error over the last 5 context frames, open-loop error 1-15 steps
 ahead, and the copy-last-frame baseline (MSE per pixel in [0, 1] units); with --pictures DIR,
