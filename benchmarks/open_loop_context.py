@@ -111,8 +111,8 @@ BALL_CONTRAST = 20 / 255  # the ball is 25-100 grey levels off the background, b
 
 
 def ball_scores(name: str, real: torch.Tensor, drawn: torch.Tensor) -> dict[str, float]:
-    """Ball hit rate (overall and at k = 1, 5, 15 when there are that many steps) and phantom rate
-    of `drawn` against `real`, both (B, T, 1, 64, 64) in [-0.5, 0.5]."""
+    """Ball hit rate (overall, and for predictions at k = 1, 5, 15), drawn contrast and phantom
+    rate of `drawn` against `real`, both (B, T, 1, 64, 64) in [-0.5, 0.5] (see the module doc)."""
     field = (..., 0, FIELD_ROWS, FIELD_COLUMNS)
     real, drawn = real[field], drawn.float()[field]
     background = real.flatten(-2).median(-1).values[..., None, None]  # the field is mostly that
