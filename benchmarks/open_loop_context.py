@@ -83,7 +83,7 @@ def main() -> None:
         if args.ball:
             copied = target[:, context - 1 : context].expand_as(predictions)
             ball = {
-                **ball_scores("recon", target[:, context - 5 : context], recon[:, -5:]),
+                **ball_scores("recon", target[:, context - 5 : context], recon[:, -5:], ks=()),
                 **ball_scores("open_loop", target[:, context:], predictions),
                 **ball_scores("copy_last", target[:, context:], copied),
             }
@@ -110,9 +110,11 @@ FIELD_ROWS, FIELD_COLUMNS = slice(11, 59), slice(8, 56)
 BALL_CONTRAST = 20 / 255  # the ball is 25-100 grey levels off the background, by pixel
 
 
-def ball_scores(name: str, real: torch.Tensor, drawn: torch.Tensor) -> dict[str, float]:
-    """Ball hit rate (overall, and for predictions at k = 1, 5, 15), drawn contrast and phantom
-    rate of `drawn` against `real`, both (B, T, 1, 64, 64) in [-0.5, 0.5] (see the module doc)."""
+def ball_scores(
+    name: str, real: torch.Tensor, drawn: torch.Tensor, ks: tuple[int, ...] = (1, 5, 15)
+) -> dict[str, float]:
+    """Ball hit rate (overall, and k = 1, 5, 15 steps ahead), drawn contrast and phantom rate of
+    `drawn` against `real`, both (B, T, 1, 64, 64) in [-0.5, 0.5] (see the module doc)."""
     field = (..., 0, FIELD_ROWS, FIELD_COLUMNS)
     real, drawn = real[field], drawn.float()[field]
     background = real.flatten(-2).median(-1).values[..., None, None]  # the field is mostly that
@@ -132,8 +134,8 @@ def ball_scores(name: str, real: torch.Tensor, drawn: torch.Tensor) -> dict[str,
         ),
         f"ball_phantom_{name}": float((draws_ball.float() * (1 - has)).sum() / (1 - has).sum()),
     }
-    for k in (1, 5, 15):
-        if k <= hit.shape[1] and name != "recon":
+    for k in ks:
+        if k <= hit.shape[1]:
             scores[f"ball_hit_{name}_k{k}"] = float(
                 (hit[:, k - 1] * has[:, k - 1]).sum() / has[:, k - 1].sum()
             )
