@@ -548,8 +548,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--sticky-actions",
         action="store_true",
-        help="Atari: repeat the previous action with probability 0.25, so that replaying a "
-        "memorised game cannot score (the data are recorded without)",
+        help="Atari: repeat the previous action with probability 0.25 (MinAtar: 0.1), so that "
+        "replaying a memorised game cannot score (the data are recorded without)",
     )
     p.add_argument("--device", default="auto")
     p.add_argument("--json", action="store_true", help="print one JSON object")

@@ -19,6 +19,7 @@ os.environ.setdefault("SDL_VIDEODRIVER", "dummy")
 import gymnasium as gym
 
 from ditto.envs.atari import ale_game_name, is_atari, make_atari
+from ditto.envs.minatar import is_minatar, make_minatar, minatar_ids
 from ditto.envs.pixels import FRAME_SIZE, to_frame
 from ditto.envs.rendered import make_rendered
 from ditto.envs.vector import make_vector_env
@@ -29,7 +30,9 @@ __all__ = [
     "FRAME_SIZE",
     "ale_game_name",
     "env_spec",
+    "has_sticky_actions",
     "is_atari",
+    "is_minatar",
     "make_env",
     "make_vector_env",
     "to_frame",
@@ -37,14 +40,21 @@ __all__ = [
 
 
 def _check_env_id(env_id: str) -> None:
-    if env_id in gym.registry:
+    if env_id in gym.registry or env_id in minatar_ids():
         return
-    close = difflib.get_close_matches(env_id, list(gym.registry), n=3, cutoff=0.6)
+    known = [*gym.registry, *minatar_ids()]
+    close = difflib.get_close_matches(env_id, known, n=3, cutoff=0.6)
     hint = f"; did you mean {', '.join(close)}?" if close else ""
     raise EnvError(
         f"unknown env id {env_id!r}{hint} (Atari games are ALE/<Game>-v5, e.g. ALE/Pong-v5; "
+        "MinAtar games are MinAtar/<Game>-v1, e.g. MinAtar/Breakout-v1; "
         "other envs are gymnasium ids that render rgb_array, e.g. CartPole-v1)"
     )
+
+
+def has_sticky_actions(env_id: str) -> bool:
+    """Whether sticky_actions means something for env_id (Atari: 0.25; MinAtar: 0.1)."""
+    return is_atari(env_id) or is_minatar(env_id)
 
 
 def _check_options(size: int, noop_max: int, frame_skip: int) -> None:
@@ -70,8 +80,9 @@ def make_env(
 ) -> gym.Env:
     """Make `env_id` with (C, size, size) uint8 frames as observations.
 
-    Atari (ALE/<Game>-v5): the paper's preprocessing; noop_max, frame_skip and
-    sticky_actions apply to Atari only. keep_screen: keep the full-resolution
+    Atari (ALE/<Game>-v5): the paper's preprocessing; noop_max and frame_skip
+    apply to Atari only, sticky_actions to Atari (0.25) and MinAtar (0.1, see
+    envs/minatar.py). keep_screen: keep the full-resolution
     max-pooled RGB screen in `env.get_wrapper_attr("screen")` for experts that
     build their own observation. Other envs: their rgb_array rendering; the
     env's own observation (state vector) is in `env.get_wrapper_attr("state")`.
@@ -79,7 +90,15 @@ def make_env(
     """
     _check_env_id(env_id)
     _check_options(size, noop_max, frame_skip)
-    if is_atari(env_id):
+    if is_minatar(env_id):
+        env = make_minatar(
+            env_id,
+            size=size,
+            grayscale=grayscale,
+            sticky_actions=sticky_actions,
+            max_episode_steps=max_episode_steps,
+        )
+    elif is_atari(env_id):
         env = make_atari(
             env_id,
             size=size,

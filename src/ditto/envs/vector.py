@@ -74,7 +74,14 @@ def make_vector_env(
         )
         venv = _ChannelFirst(venv, spec.obs_shape[0], size)
     else:
-        fns = [(lambda: make_env(env_id, size=size, grayscale=grayscale)) for _ in range(num_envs)]
+        fns = [
+            (
+                lambda: make_env(
+                    env_id, size=size, grayscale=grayscale, sticky_actions=sticky_actions
+                )
+            )
+            for _ in range(num_envs)
+        ]
         cls = gym.vector.AsyncVectorEnv if asynchronous else gym.vector.SyncVectorEnv
         venv = cls(fns, autoreset_mode=gym.vector.AutoresetMode.NEXT_STEP)
     venv.ditto_spec = spec

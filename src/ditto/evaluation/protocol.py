@@ -25,7 +25,7 @@ from ditto.agents.trainer import SNAPSHOTS, load_agent_world_model
 from ditto.checkpoint import Checkpoint, load_checkpoint
 from ditto.config import AgentConfig
 from ditto.device import resolve_device
-from ditto.envs import env_spec, is_atari, make_vector_env
+from ditto.envs import env_spec, has_sticky_actions, make_vector_env
 from ditto.errors import DittoError
 from ditto.evaluation.policy import LatentAgent, PixelAgent, RandomAgent
 from ditto.runs import read_config
@@ -118,8 +118,8 @@ def evaluate_run(
 ) -> dict[str, Any]:
     """Score a run under the protocol: its last `checkpoints` snapshots x `episodes` episodes each.
 
-    sticky_actions (Atari only): the env repeats the previous action with probability 0.25
-    (Machado et al. 2018), so no memorised action sequence replays a recorded game. The
+    sticky_actions (Atari and MinAtar): the env repeats the previous action with probability
+    0.25 (Atari, Machado et al. 2018) or 0.1 (MinAtar's standard), so no memorised action sequence replays a recorded game. The
     normalised score still uses the expert's recorded (sticky-free) return.
     """
     run = Path(run)
@@ -136,8 +136,8 @@ def evaluate_run(
     env_spec(
         spec.env_id, size=spec.obs_shape[1], grayscale=spec.obs_shape[0] == 1
     ).check_compatible(spec, f"run {run}")
-    if sticky_actions and not is_atari(spec.env_id):
-        raise DittoError(f"sticky actions are an Atari setting; {spec.env_id} has none")
+    if sticky_actions and not has_sticky_actions(spec.env_id):
+        raise DittoError(f"sticky actions are an Atari and MinAtar setting; {spec.env_id} has none")
     protocol = resolve_protocol(
         config,
         checkpoints=checkpoints,

@@ -40,7 +40,7 @@ def make_expert(spec: str, env_id: str, *, epsilon: float = 0.0, seed: int | Non
                 f"no scripted expert for {env_id}; scripted experts exist for "
                 f"{', '.join(sorted(SCRIPTED_EXPERTS))} (or use sb3:PATH.zip, zoo:FOLDER, random)"
             )
-        expert = SCRIPTED_EXPERTS[env_id]()
+        expert = SCRIPTED_EXPERTS[env_id](seed)
     elif spec.startswith("sb3:"):
         from ditto.experts.sb3 import load_sb3_expert
 

@@ -1,7 +1,8 @@
 """Scripted experts: strong controllers that need no training and no download.
 
 CartPole-v1 balances and Pendulum-v1 swings up and balances from the state vector;
-Pong and Breakout read the ball and paddle positions from the Atari console RAM.
+Pong and Breakout read the ball and paddle positions from the Atari console RAM;
+the MinAtar games are played by a short look-ahead on copies of the game (minatar.py).
 
 Why the Atari experts look ahead: both games are played with an emulated analog
 paddle. Its position lags the input (it keeps moving for ~2 agent steps after the
@@ -18,10 +19,13 @@ the look-ahead, and the choice is deterministic given the env state.
 from __future__ import annotations
 
 import itertools
+from collections.abc import Callable
 
 import numpy as np
 
+from ditto.envs.minatar import minatar_ids
 from ditto.experts.base import Expert
+from ditto.experts.minatar import MinAtarBreakoutExpert, MinAtarPlanner
 
 
 class CartPoleExpert(Expert):
@@ -235,9 +239,12 @@ class BreakoutExpert(_LookaheadExpert):
         return True
 
 
-SCRIPTED_EXPERTS: dict[str, type[Expert]] = {
-    "CartPole-v1": CartPoleExpert,
-    "Pendulum-v1": PendulumExpert,
-    "ALE/Pong-v5": PongExpert,
-    "ALE/Breakout-v5": BreakoutExpert,
+# Each env's scripted expert, made from the collection's seed (the deterministic ones ignore it).
+SCRIPTED_EXPERTS: dict[str, Callable[[int | None], Expert]] = {
+    "CartPole-v1": lambda seed: CartPoleExpert(),
+    "Pendulum-v1": lambda seed: PendulumExpert(),
+    "ALE/Pong-v5": lambda seed: PongExpert(),
+    "ALE/Breakout-v5": lambda seed: BreakoutExpert(),
+    **{env_id: MinAtarPlanner for env_id in minatar_ids()},
+    "MinAtar/Breakout-v1": MinAtarBreakoutExpert,
 }

@@ -1,0 +1,132 @@
+"""A scripted expert for every MinAtar game: a short look-ahead on copies of the game.
+
+For each action it plays `rollouts` futures of `depth` steps on deep copies of
+the game (the first step takes that action, then another action is held for a
+while, then random actions), and scores each future by its reward minus a penalty for dying, plus, in Freeway,
+how far up the chicken got. It plays the best action, breaking near-ties at
+random. Breakout, where the ball's path is longer than the look-ahead, has its
+own expert: it moves the paddle to where the ball will come down.
+
+Why this expert and not PPO: it needs no training, it is strong where a short
+horizon sees the danger (Breakout, SpaceInvaders, Asterix, Freeway), and it is
+honest about what it knows. Its decision is a function of the game state, which
+the frame shows in full (every object is a drawn cell; directions are drawn as
+trails), plus MinAtar's internal timers. Each copy gets a fresh random-number
+generator from the expert's own, so the look-ahead cannot peek at the game's
+future random spawns. The random futures and tie-breaks make it stochastic, so
+recorded episodes differ even where the game itself is deterministic (Breakout
+after its reset).
+"""
+
+from __future__ import annotations
+
+import copy
+
+import numpy as np
+
+from ditto.experts.base import Expert
+
+
+class MinAtarPlanner(Expert):
+    """Monte-Carlo look-ahead on the game held by a MinAtar env (envs/minatar.py).
+
+    tie: actions whose value is within `tie` of the best are equally good; one
+    of them is chosen at random.
+    """
+
+    def __init__(
+        self,
+        seed: int | None = None,
+        *,
+        rollouts: int = 6,
+        depth: int = 10,
+        death_penalty: float = 5.0,
+        discount: float = 0.97,
+        tie: float = 0.05,
+    ):
+        # A stream of its own: EpsilonExpert draws from default_rng(seed) beside it.
+        self.rng = np.random.default_rng(None if seed is None else [seed, 1])
+        self.rollouts, self.depth = rollouts, depth
+        self.death_penalty, self.discount, self.tie = death_penalty, discount, tie
+
+    def act(self, env, frame):
+        base = env.unwrapped
+        game, actions = base.game.env, base.actions
+        futures = np.array(
+            [
+                [self._future(game, actions, first) for _ in range(self.rollouts)]
+                for first in range(len(actions))
+            ]
+        )
+        # Half the best future, half the average: random futures mostly die where a
+        # careful player would not, so the best one says what the action makes possible.
+        values = 0.5 * futures.max(axis=1) + 0.5 * futures.mean(axis=1)
+        good = np.flatnonzero(values >= values.max() - self.tie)
+        return int(self.rng.choice(good))
+
+    def _future(self, game, actions: list[int], first: int) -> float:
+        """One random future after `first`: another action held for a random number of
+        steps, then random actions (move somewhere and wait is how most of these games
+        are played, and a purely random future rarely finds it)."""
+        sim = copy.deepcopy(game)
+        sim.random = np.random.RandomState(int(self.rng.integers(2**31)))
+        held, hold = int(self.rng.integers(len(actions))), int(self.rng.integers(self.depth))
+        value, weight = 0.0, 1.0
+        for step in range(self.depth):
+            if step == 0:
+                choice = first
+            elif step <= hold:
+                choice = held
+            else:
+                choice = int(self.rng.integers(len(actions)))
+            reward, terminal = sim.act(actions[choice])
+            value += weight * reward
+            if terminal:
+                return value - weight * self.death_penalty
+            weight *= self.discount
+        return value + weight * _progress(sim)
+
+
+def _progress(game) -> float:
+    """A value for where a future ends, where the horizon is too short to see the outcome:
+    in Freeway, how far up the chicken is (0 to 0.9)."""
+    if type(game).__module__.endswith(".freeway"):
+        return (9 - game.pos) / 10
+    return 0.0
+
+
+class MinAtarBreakoutExpert(Expert):
+    """Breakout: move the paddle to where the ball will come down, varying the return.
+
+    The ball's path to the paddle's row is simulated on a copy of the game (bricks and
+    walls included; it is deterministic). The paddle returns the ball from either of the
+    two columns that catch it (straight back, or on at an angle), chosen at random, and
+    when it has steps to spare it takes a random action with probability `wander`: the
+    ball then takes new paths instead of repeating one loop, and episodes differ.
+    """
+
+    def __init__(self, seed: int | None = None, *, wander: float = 0.3):
+        self.rng = np.random.default_rng(None if seed is None else [seed, 1])
+        self.wander = wander
+
+    def act(self, env, frame):
+        game = env.unwrapped.game.env
+        columns, steps = _breakout_landing(game)
+        distance = int(self.rng.choice(columns)) - game.pos
+        if abs(distance) + 1 < steps and self.rng.random() < self.wander:
+            return int(self.rng.integers(3))  # NOOP, LEFT, RIGHT
+        return 0 if distance == 0 else (1 if distance < 0 else 2)
+
+
+def _breakout_landing(game, limit: int = 60) -> tuple[tuple[int, int], int]:
+    """The two paddle columns that return the ball when it next comes down (the one it
+    falls from and the one it falls to), and how many steps away that is."""
+    sim = copy.deepcopy(game)
+    for step in range(limit):
+        if sim.ball_y == 8 and sim.ball_dir in (2, 3):  # one row above the paddle, going down
+            onto = sim.ball_x + (1 if sim.ball_dir == 2 else -1)
+            return (sim.ball_x, min(max(onto, 0), 9)), step + 1
+        _, terminal = sim.act(0)
+        if terminal:
+            break
+    return (sim.ball_x, sim.ball_x), limit
