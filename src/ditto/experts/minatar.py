@@ -11,9 +11,9 @@ Why this expert and not PPO: it needs no training, it is strong where a short
 horizon sees the danger (Breakout, SpaceInvaders, Asterix, Freeway), and it is
 honest about what it knows. Its decision is a function of the game state, which
 the frame shows in full (every object is a drawn cell; directions are drawn as
-trails), plus MinAtar's internal timers. Each copy gets a fresh random-number
-generator from the expert's own, so the look-ahead cannot peek at the game's
-future random spawns. The random futures and tie-breaks make it stochastic, so
+trails), plus MinAtar's internal timers. The copies draw their random events
+from a generator of the expert's own, so the look-ahead cannot peek at the
+game's future random spawns. The random futures and tie-breaks make it stochastic, so
 recorded episodes differ even where the game itself is deterministic (Breakout
 after its reset).
 """
@@ -46,6 +46,8 @@ class MinAtarPlanner(Expert):
     ):
         # A stream of its own: EpsilonExpert draws from default_rng(seed) beside it.
         self.rng = np.random.default_rng(None if seed is None else [seed, 1])
+        # The random spawns of every imagined future come from here, not from the game's.
+        self.future_spawns = np.random.RandomState(None if seed is None else seed + 1)
         self.rollouts, self.depth = rollouts, depth
         self.death_penalty, self.discount, self.tie = death_penalty, discount, tie
 
@@ -68,8 +70,7 @@ class MinAtarPlanner(Expert):
         """One random future after `first`: another action held for a random number of
         steps, then random actions (move somewhere and wait is how most of these games
         are played, and a purely random future rarely finds it)."""
-        sim = copy.deepcopy(game)
-        sim.random = np.random.RandomState(int(self.rng.integers(2**31)))
+        sim = _clone(game, self.future_spawns)
         held, hold = int(self.rng.integers(len(actions))), int(self.rng.integers(self.depth))
         value, weight = 0.0, 1.0
         for step in range(self.depth):
@@ -85,6 +86,19 @@ class MinAtarPlanner(Expert):
                 return value - weight * self.death_penalty
             weight *= self.discount
         return value + weight * _progress(sim)
+
+
+def _clone(game, random: np.random.RandomState):
+    """A copy of a MinAtar game that plays on without touching the original (its arrays and
+    lists copied), drawing its random events from `random`."""
+    sim = copy.copy(game)
+    for name, value in vars(game).items():
+        if isinstance(value, np.ndarray):
+            setattr(sim, name, value.copy())
+        elif isinstance(value, list):
+            setattr(sim, name, copy.deepcopy(value))
+    sim.random = random
+    return sim
 
 
 def _progress(game) -> float:
@@ -121,7 +135,7 @@ class MinAtarBreakoutExpert(Expert):
 def _breakout_landing(game, limit: int = 60) -> tuple[tuple[int, int], int]:
     """The two paddle columns that return the ball when it next comes down (the one it
     falls from and the one it falls to), and how many steps away that is."""
-    sim = copy.deepcopy(game)
+    sim = _clone(game, game.random)  # the ball's path draws no random numbers
     for step in range(limit):
         if sim.ball_y == 8 and sim.ball_dir in (2, 3):  # one row above the paddle, going down
             onto = sim.ball_x + (1 if sim.ball_dir == 2 else -1)
