@@ -10,6 +10,7 @@
     ditto train --algo {ditto,dbc,dgail,bc} --world-model RUN --expert-data DIR --expert-episodes N --out RUN
                 [--preset P] [--steps N] [--set KEY=VALUE ...] [--resume]
     ditto evaluate RUN [RUN ...] [--episodes N] [--json] [--save]
+    ditto probe WORLD_MODEL [--expert SPEC] [--episodes N] [--json]   what the latent holds
     ditto demo [--env ENV] [--out DIR]      the whole pipeline, with a report
     ditto sweep CONFIG.yaml --out DIR       an experiment grid (finished cells are skipped)
     ditto report DIR                        report.md/.html and results.json from evaluated runs
@@ -560,6 +561,25 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.set_defaults(func=_cmd_evaluate)
 
+    p = commands.add_parser(
+        "probe",
+        help="held-out R^2 of the game state (objects, RAM, state vector) from a world "
+        "model's latent and from the frame",
+    )
+    p.add_argument("world_model", metavar="WORLD_MODEL", help="a world-model run")
+    p.add_argument(
+        "--expert", default="scripted", help=f"{EXPERT_HELP} that plays the probe's episodes"
+    )
+    p.add_argument("--episodes", type=_at_least(2), default=20, help="episodes (default 20)")
+    p.add_argument(
+        "--epsilon", type=float, default=0.3, help="random actions mixed in (default 0.3)"
+    )
+    p.add_argument("--seed", type=int, default=500_000, help="first episode's env seed")
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.add_argument("--save", action="store_true", help="also write WORLD_MODEL/probe.json")
+    p.set_defaults(func=_cmd_probe)
+
     p = commands.add_parser("demo", help="the whole pipeline on one env, ending in a report")
     p.add_argument(
         "--env", default="CartPole-v1", help="an env with a demo plan (default CartPole-v1)"
@@ -679,6 +699,24 @@ def _cmd_report(args: argparse.Namespace) -> None:
             f"normalised {row['normalized_score']:.3f}"
         )
     print(f"report: {report['report']} and {report['html']}")
+
+
+def _cmd_probe(args: argparse.Namespace) -> None:
+    from ditto.evaluation.probe import format_probe, latent_probe
+
+    report = latent_probe(
+        args.world_model,
+        args.expert,
+        episodes=args.episodes,
+        epsilon=args.epsilon,
+        seed=args.seed,
+        device=args.device,
+    )
+    if args.save:
+        from ditto.io import atomic_write_json
+
+        atomic_write_json(Path(args.world_model) / "probe.json", report)
+    print(json.dumps(report) if args.json else format_probe(report))
 
 
 def _version() -> str:
