@@ -450,3 +450,44 @@ def test_sticky_actions_reach_every_evaluation_env_and_are_atari_only(world, tmp
     result = evaluate_run(run, episodes=1, sticky_actions=True, progress=False)
     assert result["protocol"]["sticky_actions"] is True
     assert made == [True, True]  # the agent's episodes and the random policy's
+
+
+def test_random_shift_moves_each_frame_by_at_most_four_pixels():
+    from ditto.agents.bc import random_shift
+
+    frames = torch.randint(0, 256, (2, 1, 64, 64), generator=torch.Generator().manual_seed(1))
+    frames = frames.to(torch.uint8)
+    shifted = random_shift(frames, torch.Generator().manual_seed(0))
+    assert shifted.shape == frames.shape and shifted.dtype == torch.uint8
+    again = random_shift(frames, torch.Generator().manual_seed(0))
+    assert torch.equal(shifted, again)
+    # The middle of each shifted frame is the original's, moved by one offset in [-4, 4]^2.
+    for i in range(2):
+        found = [
+            (dy, dx)
+            for dy in range(-4, 5)
+            for dx in range(-4, 5)
+            if torch.equal(
+                shifted[i, 0, 8:56, 8:56], frames[i, 0, 8 + dy : 56 + dy, 8 + dx : 56 + dx]
+            )
+        ]
+        assert len(found) == 1
+
+
+def test_pixel_bc_learns_with_frame_stack_and_augmentation(world, tmp_path):
+    config = agent_config(
+        "debug",
+        algo="bc",
+        expert_episodes=4,
+        steps=60,
+        log_every=1,
+        checkpoint_every=60,
+        lr=3e-3,
+        bc_frame_stack=4,
+        bc_augment=True,
+    )
+    train_agent(config, world / "expert", tmp_path / "bc", None, progress=False)
+    values = _metric(tmp_path / "bc", "losses/actor")
+    assert np.mean(values[-10:]) < 0.9 * np.mean(values[:5])
+    saved = json.loads((tmp_path / "bc" / "config.json").read_text())["agent"]
+    assert (saved["bc_frame_stack"], saved["bc_augment"]) == (4, True)

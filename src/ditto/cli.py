@@ -265,6 +265,7 @@ def _cmd_train(args: argparse.Namespace) -> None:
         reward_match=args.reward_match,
         policy_ema=args.policy_ema,
         bc_frame_stack=args.frame_stack,
+        bc_augment=True if args.augment else None,
         precision=args.precision,
     )
     run = train_agent(
@@ -521,6 +522,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--frame-stack", type=int, default=None, help="bc: frames stacked as input (default 1)"
+    )
+    p.add_argument(
+        "--augment",
+        action="store_true",
+        help="bc: train on frames randomly shifted by up to 4 px (DrQ's augmentation)",
     )
     p.add_argument("--precision", choices=PRECISIONS, default=None)
     _add_set_flag(p, "entropy=0.01 layers=3 units=128")

@@ -231,6 +231,9 @@ class AgentConfig(_JsonConfig):
     # Pixel BC
     bc_frame_stack: int = 1
     bc_cnn_depth: int = 32
+    # Train on frames shifted by up to 4 px (edges repeated), DrQ's augmentation: it keeps
+    # a CNN from memorising pixel positions of a few episodes.
+    bc_augment: bool = False
     # Schedule (in updates)
     steps: int = 10_000
     log_every: int = 100

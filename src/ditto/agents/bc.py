@@ -2,6 +2,7 @@
 
 Acts on the current frame (frame_stack=1, the paper) or on the last k frames
 stacked along channels; the first frame of an episode is repeated to fill the stack.
+With bc_augment, training frames are randomly shifted (DrQ, Kostrikov et al. 2020).
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 from torch import nn
+from torch.nn import functional as F
 
 from ditto.agents.expert_data import policy_actions
 from ditto.agents.networks import Actor, grad_norm
@@ -64,6 +66,22 @@ class ExpertFrames:
         return stacked, self.actions[index[:, -1]]
 
 
+SHIFT = 4  # pixels, DrQ's setting for 84x84 frames
+
+
+def random_shift(frames: torch.Tensor, generator: torch.Generator, pad: int = SHIFT):
+    """(B, C, H, W) uint8 frames, each moved by its own random offset in [-pad, pad]^2,
+    the edge pixels repeated into the gap."""
+    b, c, h, w = frames.shape
+    padded = F.pad(frames.float(), (pad, pad, pad, pad), mode="replicate")
+    offsets = torch.randint(0, 2 * pad + 1, (2, b), generator=generator).to(frames.device)
+    rows = (offsets[0, :, None] + torch.arange(h, device=frames.device))[:, None, :, None]
+    cols = (offsets[1, :, None] + torch.arange(w, device=frames.device))[:, None, None, :]
+    batch = torch.arange(b, device=frames.device)[:, None, None, None]
+    channel = torch.arange(c, device=frames.device)[None, :, None, None]
+    return padded[batch, channel, rows, cols].to(frames.dtype)
+
+
 class PixelBC:
     def __init__(
         self, episodes: Sequence[Episode], spec: EnvSpec, config: AgentConfig, device: torch.device
@@ -79,6 +97,8 @@ class PixelBC:
     def update(self, step: int, generator: torch.Generator) -> dict[str, float]:
         rows = torch.randint(len(self.data.stacks), (self.config.batch,), generator=generator)
         frames, actions = self.data.batch(rows.to(self.data.stacks.device))
+        if self.config.bc_augment:
+            frames = random_shift(frames, generator)
         loss = -self.policy(frames).log_prob(actions).mean()
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
