@@ -81,6 +81,10 @@ def test_parallel_cells_and_rescoring_under_new_evaluation_settings(tmp_path):
         ({"agent": {"lr": "1e-3"}}, "lr must be float, got '1e-3' \\(YAML reads 1e-3 as text"),
         ({"evaluation": {"checkpoints": 11}}, "more than the 2 snapshots"),
         (
+            {"evaluation": {"sticky_actions": True}},
+            "Atari and MinAtar setting; CartPole-v1 has none",
+        ),
+        (
             {"envs": [{**TINY["envs"][0], "more_noisy": [{"epsilon": "0.4", "episodes": 3}]}]},
             "more_noisy entries look like \\{epsilon: 0.4, episodes: 40\\}",
         ),
@@ -89,6 +93,24 @@ def test_parallel_cells_and_rescoring_under_new_evaluation_settings(tmp_path):
 def test_bad_grids_fail_early_with_one_line(change, message):
     with pytest.raises(ConfigError, match=message):
         grid_from_dict({**TINY, **change})
+
+
+def test_minatar_grid_scores_cells_with_sticky_actions(tmp_path):
+    env = {**TINY["envs"][0], "env": "MinAtar/Breakout-v1", "more_noisy": []}
+    grid = {
+        **TINY,
+        "envs": [env],
+        "algos": ["dbc"],
+        "evaluation": {**TINY["evaluation"], "sticky_actions": True},
+    }
+    results = run_grid(grid_from_dict(grid), tmp_path / "m", device="cpu", jobs=1)
+    assert [r["protocol"]["sticky_actions"] for r in results] == [True]
+    # Scored without sticky actions before, a cell is scored again.
+    plain = {**grid, "evaluation": TINY["evaluation"]}
+    assert [
+        r["protocol"]["sticky_actions"]
+        for r in run_grid(grid_from_dict(plain), tmp_path / "m", device="cpu", jobs=1)
+    ] == [False]
 
 
 def test_yaml_grid_files(tmp_path, capsys):

@@ -36,6 +36,7 @@ from typing import Any
 from tqdm.auto import tqdm
 
 from ditto.config import AGENT_PRESETS, ALGOS, WORLD_MODEL_PRESETS, agent_config, world_model_config
+from ditto.envs import has_sticky_actions
 from ditto.errors import ConfigError, DittoError
 from ditto.io import atomic_write_json
 from ditto.runs import EVAL
@@ -66,6 +67,7 @@ class Evaluation:
     episodes: int | None = None
     num_envs: int | None = None
     greedy: bool | None = None
+    sticky_actions: bool = False  # Atari and MinAtar: score with sticky actions
 
 
 @dataclass(frozen=True)
@@ -141,6 +143,10 @@ def _validate(grid: Grid) -> None:
         if algo not in ALGOS:
             raise ConfigError(f"grid: unknown algo {algo!r}; choose from {', '.join(ALGOS)}")
     for plan in grid.envs:
+        if grid.evaluation.sticky_actions and not has_sticky_actions(plan.env):
+            raise ConfigError(
+                f"grid: evaluation.sticky_actions is an Atari and MinAtar setting; {plan.env} has none"
+            )
         for level in plan.more_noisy:
             if (
                 not isinstance(level, dict)
@@ -309,6 +315,7 @@ def finished(cell: Cell) -> dict[str, Any] | None:
         checkpoints=cell.evaluation["checkpoints"],
         episodes=cell.evaluation["episodes"],
         greedy=cell.evaluation["greedy"],
+        sticky_actions=cell.evaluation.get("sticky_actions", False),
     )
     return scored if recorded_protocol(scored) == wanted else None
 
