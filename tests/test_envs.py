@@ -104,6 +104,17 @@ def test_bad_env_requests_fail_with_one_clear_line(env_id, kwargs, message):
     assert "\n" not in str(info.value)
 
 
+def test_env_whose_package_is_missing_names_the_package():
+    import gymnasium as gym
+
+    gym.register("NeedsMissing-v0", entry_point="ditto_no_such_package.envs:Env")
+    try:
+        with pytest.raises(EnvError, match="needs the Python package 'ditto_no_such_package'"):
+            make_env("NeedsMissing-v0")
+    finally:
+        del gym.registry["NeedsMissing-v0"]
+
+
 def test_env_that_cannot_render_is_rejected():
     import gymnasium as gym
     from gymnasium.envs.toy_text.frozen_lake import FrozenLakeEnv

@@ -66,6 +66,14 @@ def _check_options(size: int, noop_max: int, frame_skip: int) -> None:
         raise EnvError(f"frame_skip must be >= 1, got {frame_skip}")
 
 
+def _missing_package(env_id: str, exc: ImportError) -> EnvError:
+    package = exc.name or str(exc)
+    return EnvError(
+        f"{env_id} needs the Python package {package!r}, which is not installed "
+        f"(pip install {package.split('.')[0]})"
+    )
+
+
 def make_env(
     env_id: str,
     *,
@@ -110,7 +118,10 @@ def make_env(
             max_episode_steps=max_episode_steps,
         )
     else:
-        render_modes = _render_modes(env_id)
+        try:
+            render_modes = _render_modes(env_id)
+        except ImportError as exc:  # the env's module needs a package that is not installed
+            raise _missing_package(env_id, exc) from None
         if "rgb_array" not in render_modes:
             raise EnvError(
                 f"{env_id} cannot render rgb_array frames (its render modes: {list(render_modes) or 'none'}); "
@@ -124,6 +135,8 @@ def make_env(
             raise
         except gym.error.DependencyNotInstalled as exc:
             raise EnvError(f"{env_id} needs a package that is not installed: {exc}") from None
+        except ImportError as exc:
+            raise _missing_package(env_id, exc) from None
     if seed is not None:
         env.reset(seed=seed)
         env.action_space.seed(seed)
