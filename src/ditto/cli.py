@@ -578,7 +578,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--episodes", type=_at_least(2), default=20, help="episodes (default 20)")
     p.add_argument(
-        "--epsilon", type=float, default=0.3, help="random actions mixed in (default 0.3)"
+        "--epsilon", type=float, default=0.1, help="random actions mixed in (default 0.1)"
     )
     p.add_argument("--seed", type=int, default=500_000, help="first episode's env seed")
     p.add_argument("--device", default="cpu")

@@ -102,7 +102,10 @@ class _Ridge:
     """Ridge regressions of y on standardised x for many strengths at the cost of one."""
 
     def __init__(self, x: np.ndarray, y: np.ndarray):
-        self.mean, self.scale = x.mean(0), x.std(0) + 1e-6
+        # An input constant on the fit data (a class of z never drawn) is left out: scaled
+        # by its zero spread, any value it takes on new data would swamp the prediction.
+        spread = x.std(0)
+        self.mean, self.scale = x.mean(0), np.where(spread > 1e-6, spread, np.inf)
         self.y_mean = y.mean(0)
         a = (x - self.mean) / self.scale
         self.eigvals, self.basis = np.linalg.eigh(a.T @ a / len(a))
@@ -160,7 +163,7 @@ def latent_probe(
     expert: str = "scripted",
     *,
     episodes: int = 20,
-    epsilon: float = 0.3,
+    epsilon: float = 0.1,
     held_out: float = 0.3,
     seed: int = 500_000,
     device: str = "cpu",
