@@ -68,11 +68,13 @@ def minatar_game(env_id: str) -> str:
 def palette(channels: int, grayscale: bool) -> np.ndarray:
     """(channels + 1, C) uint8 colours: entry 0 is the background, entry c + 1 channel c.
 
-    Gray levels are spread evenly from 70 to 255, so neighbouring channels differ by
-    at least 18 levels (Seaquest's ten channels); RGB uses matplotlib's tab10.
+    Gray levels run evenly from 255 for channel 0 (the player) down to 120, so every
+    object is bright (a world model's pixel loss barely notices a dim 6x6 block) and
+    neighbouring channels differ by at least 15 levels (Seaquest's ten channels); RGB
+    uses matplotlib's tab10.
     """
     if grayscale:
-        levels = np.round(np.linspace(70, 255, channels)).astype(np.uint8)
+        levels = np.round(np.linspace(255, 120, channels)).astype(np.uint8)
         return np.concatenate([[0], levels]).astype(np.uint8)[:, None]
     from matplotlib import colormaps
 
