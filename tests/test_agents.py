@@ -432,12 +432,16 @@ def test_runs_and_datasets_stand_for_their_paths(world, tmp_path):
         assert read_config(tmp_path / out, "world_model")["data"] == [str(expert.root)]
 
 
-def test_sticky_actions_reach_every_evaluation_env_and_are_atari_only(world, tmp_path, monkeypatch):
+def test_sticky_actions_reach_every_evaluation_env_and_are_atari_and_minatar_only(
+    world, tmp_path, monkeypatch
+):
     import ditto.evaluation.protocol as protocol
 
     config = agent_config("debug", algo="dbc", expert_episodes=2, steps=2)
     run = train_agent(config, world / "expert", tmp_path / "run", world / "wm", progress=False)
-    with pytest.raises(DittoError, match="sticky actions are an Atari setting; CartPole-v1"):
+    with pytest.raises(
+        DittoError, match="sticky actions are an Atari and MinAtar setting; CartPole-v1"
+    ):
         evaluate_run(run, episodes=1, sticky_actions=True, progress=False)
     made, make_vector_env = [], protocol.make_vector_env
 
@@ -446,7 +450,7 @@ def test_sticky_actions_reach_every_evaluation_env_and_are_atari_only(world, tmp
         return make_vector_env(*args, **kwargs)  # CartPole ignores the flag
 
     monkeypatch.setattr(protocol, "make_vector_env", spy)
-    monkeypatch.setattr(protocol, "is_atari", lambda env_id: True)
+    monkeypatch.setattr(protocol, "has_sticky_actions", lambda env_id: True)
     result = evaluate_run(run, episodes=1, sticky_actions=True, progress=False)
     assert result["protocol"]["sticky_actions"] is True
     assert made == [True, True]  # the agent's episodes and the random policy's
