@@ -1,11 +1,11 @@
 """The `ditto` command line.
 
-    ditto collect --env ENV --expert SPEC --episodes N --out DIR [--epsilon E] [--seed S]
+    ditto collect --env ENV --expert SPEC --episodes N --out DIR [--epsilon E] [--seed S] [--trust-pickle]
     ditto dataset info DIR [--json]
     ditto dataset import-minari PATH_OR_ID --out DIR
     ditto dataset export-minari DIR --id NAMESPACE/NAME-v0
     ditto expert train --env ENV --algo ppo --steps N --out PATH
-    ditto expert eval --env ENV --expert SPEC --episodes N [--json]
+    ditto expert eval --env ENV --expert SPEC --episodes N [--json] [--trust-pickle]
     ditto train-world-model --data DIR [DIR ...] --out RUN [--preset P] [--steps N] [--set KEY=VALUE ...]
     ditto train --algo {ditto,dbc,dgail,bc} --world-model RUN --expert-data DIR --expert-episodes N --out RUN
                 [--preset P] [--steps N] [--set KEY=VALUE ...] [--resume]
@@ -43,6 +43,7 @@ def _cmd_collect(args: argparse.Namespace) -> None:
         seed=args.seed,
         num_envs=args.num_envs,
         grayscale=not args.rgb,
+        trust_pickle=args.trust_pickle,
     )
     _print_summary(dataset.summary(), as_json=False)
 
@@ -97,7 +98,12 @@ def _cmd_expert_eval(args: argparse.Namespace) -> None:
     from ditto.data.collect import evaluate_expert
 
     results = evaluate_expert(
-        args.env, args.expert, args.episodes, epsilon=args.epsilon, seed=args.seed
+        args.env,
+        args.expert,
+        args.episodes,
+        epsilon=args.epsilon,
+        seed=args.seed,
+        trust_pickle=args.trust_pickle,
     )
     returns = np.array([r for r, _ in results])
     summary = {
@@ -341,6 +347,15 @@ def _add_set_flag(parser: argparse.ArgumentParser, example: str) -> None:
     )
 
 
+def _add_trust_pickle(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--trust-pickle",
+        action="store_true",
+        help="let stable-baselines3 load an sb3:/zoo: checkpoint that ditto cannot read safely; "
+        "this runs any code pickled in the file: only for checkpoints you trust",
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     from ditto.config import PRECISIONS  # torch-free, as --help should stay
 
@@ -368,6 +383,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--num-envs", type=int, default=8, help="vectorised envs for frame-only experts (default 8)"
     )
     p.add_argument("--rgb", action="store_true", help="record RGB frames instead of grayscale")
+    _add_trust_pickle(p)
     p.set_defaults(func=_cmd_collect)
 
     dataset = commands.add_parser("dataset", help="inspect, import and export datasets")
@@ -403,6 +419,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--epsilon", type=float, default=0.0)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--json", action="store_true", help="print one JSON object")
+    _add_trust_pickle(p)
     p.set_defaults(func=_cmd_expert_eval)
 
     p = commands.add_parser("train-world-model", help="train a reward-free world model on datasets")

@@ -107,17 +107,20 @@ def collect(
     size: int = 64,
     grayscale: bool = True,
     progress: bool = True,
+    trust_pickle: bool = False,
 ) -> Dataset:
     """Record `episodes` episodes of the expert into the dataset at `out`.
 
     Episode i starts from env seed `seed + i`. If `out` already holds episodes
     of the same env, expert, epsilon and seed (an interrupted collection), only
     the missing ones are recorded. Experts that act on frames alone (random)
-    run in `num_envs` vectorised envs.
+    run in `num_envs` vectorised envs. `trust_pickle`: see `make_expert`.
     """
     _check_counts(episodes=episodes, num_envs=num_envs)
     spec = env_spec(env_id, size=size, grayscale=grayscale)
-    expert = make_expert(expert_spec, env_id, epsilon=epsilon, seed=seed)  # fail before writing
+    expert = make_expert(  # fail before writing
+        expert_spec, env_id, epsilon=epsilon, seed=seed, trust_pickle=trust_pickle
+    )
     source: dict[str, Any] = {"expert": expert_spec, "epsilon": epsilon, "seed": seed}
     writer = DatasetWriter(out, spec, source)
     if writer.metadata["source"] != source:
@@ -129,7 +132,9 @@ def collect(
     if done >= episodes:
         return Dataset(out)
     if done:  # resuming: new seeds, so that new episodes do not replay the finished ones
-        expert = make_expert(expert_spec, env_id, epsilon=epsilon, seed=seed + done)
+        expert = make_expert(
+            expert_spec, env_id, epsilon=epsilon, seed=seed + done, trust_pickle=trust_pickle
+        )
     source_iter = _episode_source(env_id, expert, seed + done, num_envs, size, grayscale)
     bar = tqdm(
         total=episodes, initial=done, desc=f"collect {env_id}", unit="ep", disable=not progress
@@ -161,10 +166,11 @@ def evaluate_expert(
     epsilon: float = 0.0,
     seed: int = 0,
     progress: bool = True,
+    trust_pickle: bool = False,
 ) -> list[tuple[float, int]]:
     """(return, length) of `episodes` episodes of the expert; nothing is written to disk."""
     _check_counts(episodes=episodes)
-    expert = make_expert(expert_spec, env_id, epsilon=epsilon, seed=seed)
+    expert = make_expert(expert_spec, env_id, epsilon=epsilon, seed=seed, trust_pickle=trust_pickle)
     source = _episode_source(env_id, expert, seed, num_envs=1, size=64, grayscale=True)
     results = []
     try:

@@ -26,8 +26,19 @@ __all__ = [
 SPEC_HELP = "random | scripted | sb3:PATH.zip | zoo:FOLDER"
 
 
-def make_expert(spec: str, env_id: str, *, epsilon: float = 0.0, seed: int | None = None) -> Expert:
-    """Resolve an expert SPEC for `env_id`; epsilon > 0 mixes in random actions."""
+def make_expert(
+    spec: str,
+    env_id: str,
+    *,
+    epsilon: float = 0.0,
+    seed: int | None = None,
+    trust_pickle: bool = False,
+) -> Expert:
+    """Resolve an expert SPEC for `env_id`; epsilon > 0 mixes in random actions.
+
+    sb3: and zoo: checkpoints are loaded without running code from them; `trust_pickle`
+    lets stable-baselines3 unpickle (run) what ditto cannot rebuild safely.
+    """
     action = env_spec(env_id).action
     if not 0.0 <= epsilon <= 1.0:
         raise ExpertError(f"--epsilon must be in [0, 1], got {epsilon}")
@@ -44,11 +55,11 @@ def make_expert(spec: str, env_id: str, *, epsilon: float = 0.0, seed: int | Non
     elif spec.startswith("sb3:"):
         from ditto.experts.sb3 import load_sb3_expert
 
-        expert = load_sb3_expert(spec[len("sb3:") :], env_id)
+        expert = load_sb3_expert(spec[len("sb3:") :], env_id, trust_pickle=trust_pickle)
     elif spec.startswith("zoo:"):
         from ditto.experts.sb3 import load_zoo_expert
 
-        expert = load_zoo_expert(spec[len("zoo:") :], env_id)
+        expert = load_zoo_expert(spec[len("zoo:") :], env_id, trust_pickle=trust_pickle)
     else:
         raise ExpertError(f"unknown expert spec {spec!r}; expected {SPEC_HELP}")
     if epsilon > 0:
