@@ -26,13 +26,7 @@ from ditto.experts.sb3 import vecnormalize_path
 SMALL_CNN = {"ortho_init": False, "features_extractor_kwargs": {"features_dim": 32}}
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_torch_thread():
-    """Tiny networks: one thread is faster, and many times faster on a busy machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")  # tests/conftest.py
 
 
 class Touch:

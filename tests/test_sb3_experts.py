@@ -6,7 +6,6 @@ import cv2
 import gymnasium as gym
 import numpy as np
 import pytest
-import torch
 import yaml
 from stable_baselines3 import A2C, DQN, PPO, SAC
 from stable_baselines3.common.vec_env import DummyVecEnv, VecNormalize
@@ -21,13 +20,7 @@ TINY = {"n_steps": 64, "batch_size": 64, "n_epochs": 1}
 SMALL_CNN = {"ortho_init": False, "features_extractor_kwargs": {"features_dim": 32}}
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_torch_thread():
-    """Tiny networks: one thread is faster, and many times faster on a busy machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")  # tests/conftest.py
 
 
 @pytest.fixture(scope="module")

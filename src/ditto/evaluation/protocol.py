@@ -104,6 +104,20 @@ def random_return(
     )
 
 
+def _scored_run(run: Path, sticky_actions: bool) -> tuple[dict[str, Any], AgentConfig, EnvSpec]:
+    """The run's saved config, its agent config and its env, checked against the env as
+    ditto makes it now."""
+    saved = read_config(run, "agent")
+    config = AgentConfig.from_json(saved["agent"])
+    spec = EnvSpec.from_json(saved["env"])
+    env_spec(
+        spec.env_id, size=spec.obs_shape[1], grayscale=spec.obs_shape[0] == 1
+    ).check_compatible(spec, f"run {run}")
+    if sticky_actions and not has_sticky_actions(spec.env_id):
+        raise DittoError(f"sticky actions are an Atari and MinAtar setting; {spec.env_id} has none")
+    return saved, config, spec
+
+
 def evaluate_run(
     run: str | os.PathLike,
     *,
@@ -119,8 +133,9 @@ def evaluate_run(
     """Score a run under the protocol: its last `checkpoints` snapshots x `episodes` episodes each.
 
     sticky_actions (Atari and MinAtar): the env repeats the previous action with probability
-    0.25 (Atari, Machado et al. 2018) or 0.1 (MinAtar's standard), so no memorised action sequence replays a recorded game. The
-    normalised score still uses the expert's recorded (sticky-free) return.
+    0.25 (Atari, Machado et al. 2018) or 0.1 (MinAtar's standard), so no memorised action
+    sequence replays a recorded game. The normalised score still uses the expert's recorded
+    (sticky-free) return.
     """
     run = Path(run)
     for flag, value in (
@@ -130,14 +145,7 @@ def evaluate_run(
     ):
         if value is not None and value < 1:
             raise DittoError(f"{flag} must be >= 1, got {value}")
-    saved = read_config(run, "agent")
-    config = AgentConfig.from_json(saved["agent"])
-    spec = EnvSpec.from_json(saved["env"])
-    env_spec(
-        spec.env_id, size=spec.obs_shape[1], grayscale=spec.obs_shape[0] == 1
-    ).check_compatible(spec, f"run {run}")
-    if sticky_actions and not has_sticky_actions(spec.env_id):
-        raise DittoError(f"sticky actions are an Atari and MinAtar setting; {spec.env_id} has none")
+    saved, config, spec = _scored_run(run, sticky_actions)
     protocol = resolve_protocol(
         config,
         checkpoints=checkpoints,
