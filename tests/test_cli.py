@@ -80,6 +80,17 @@ def test_expert_eval_json(capsys):
     assert code == 0
     result = json.loads(stdout)
     assert result["episodes"] == 2 and result["return_mean"] == 500.0
+    assert result["sticky_actions"] is False
+
+
+def test_expert_eval_with_sticky_actions(capsys):
+    argv = ["expert", "eval", "--expert", "scripted", "--episodes", "2", "--sticky-actions"]
+    code, stdout, _ = run(capsys, *argv, "--env", "MinAtar/Freeway-v1", "--json")
+    assert code == 0 and json.loads(stdout)["sticky_actions"] is True
+    code, _, err = run(capsys, *argv, "--env", "CartPole-v1")
+    assert code == 2 and err.strip() == (
+        "error: sticky actions are an Atari and MinAtar setting; CartPole-v1 has none"
+    )
 
 
 @pytest.mark.parametrize(

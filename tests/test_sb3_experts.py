@@ -1,11 +1,13 @@
 """SB3 / RL-Zoo experts and the resumable PPO trainer (tiny models, no downloads)."""
 
+import zipfile
 from collections import OrderedDict
 
 import cv2
 import gymnasium as gym
 import numpy as np
 import pytest
+import torch
 import yaml
 from stable_baselines3 import A2C, DQN, PPO, SAC
 from stable_baselines3.common.vec_env import DummyVecEnv, VecNormalize
@@ -14,7 +16,7 @@ from ditto.envs import make_env
 from ditto.errors import DittoError, ExpertError
 from ditto.experts import EpsilonExpert, make_expert
 from ditto.experts.sb3 import _read_zip_data, load_vecnormalize, load_zoo_config, vecnormalize_path
-from ditto.experts.train import checkpoint_path, train_ppo
+from ditto.experts.train import checkpoint_path, export_expert, train_ppo
 
 TINY = {"n_steps": 64, "batch_size": 64, "n_epochs": 1}
 SMALL_CNN = {"ortho_init": False, "features_extractor_kwargs": {"features_dim": 32}}
@@ -463,3 +465,35 @@ def test_train_ppo_with_normalisation_saves_and_restores_stats(tmp_path):
     assert expert.normalizer is not None
     assert not np.allclose(expert.normalizer.mean, first.mean)  # continued from the saved stats
     assert run_steps(make_env("CartPole-v1"), expert, 5)
+
+
+def test_export_keeps_only_what_acting_needs_and_acts_the_same(tmp_path, pong_model):
+    src = tmp_path / "pong.zip"
+    pong_model.save(src)
+    _fitted_vecnormalize().save(vecnormalize_path(src))  # copied along, whatever the env
+    dst = export_expert(src, tmp_path / "shipped" / "pong")
+    assert dst == tmp_path / "shipped" / "pong.zip" and vecnormalize_path(dst).is_file()
+    with zipfile.ZipFile(dst) as archive:  # the optimizer's settings, not its moments
+        optimizer = torch.load(archive.open("policy.optimizer.pth"), weights_only=True)
+    assert optimizer["state"] == {} and optimizer["param_groups"][0]["lr"] > 0
+    data = _read_zip_data(dst)
+    assert "lr_schedule" not in data and "clip_range" not in data
+    pickled = {k for k, v in data.items() if isinstance(v, dict) and ":serialized:" in v}
+    assert pickled == {"policy_class", "observation_space", "action_space"}
+    assert data["n_steps"] == 8 and "policy_class" in data and "observation_space" in data
+    assert dst.stat().st_size < src.stat().st_size
+
+    vecnormalize_path(src).unlink()
+    vecnormalize_path(dst).unlink()
+    expected, exported = (make_expert(f"sb3:{p}", "ALE/Pong-v5") for p in (src, dst))
+    for name, value in expected.model.policy.state_dict().items():
+        assert torch.equal(value, exported.model.policy.state_dict()[name]), name
+    reloaded = PPO.load(dst, device="cpu")  # SB3's own loader reads it too
+    obs = np.random.default_rng(0).integers(0, 255, (3, 4, 84, 84), dtype=np.uint8)
+    np.testing.assert_array_equal(
+        reloaded.predict(obs, deterministic=True)[0], pong_model.predict(obs, deterministic=True)[0]
+    )
+    with pytest.raises(DittoError, match="is the checkpoint itself"):
+        export_expert(dst, dst)
+    with pytest.raises(DittoError, match="does not exist"):
+        export_expert(tmp_path / "missing.zip", tmp_path / "out.zip")

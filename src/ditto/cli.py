@@ -92,6 +92,14 @@ def _cmd_expert_train(args: argparse.Namespace) -> None:
     print(f"saved PPO expert to {path}; use it with --expert sb3:{path}")
 
 
+def _cmd_expert_export(args: argparse.Namespace) -> None:
+    from ditto.experts.train import export_expert
+
+    path = export_expert(args.checkpoint, args.out)
+    size = path.stat().st_size / 2**20
+    print(f"wrote {path} ({size:.1f} MiB, policy weights only); use it with --expert sb3:{path}")
+
+
 def _cmd_expert_eval(args: argparse.Namespace) -> None:
     import numpy as np
 
@@ -104,12 +112,14 @@ def _cmd_expert_eval(args: argparse.Namespace) -> None:
         epsilon=args.epsilon,
         seed=args.seed,
         trust_pickle=args.trust_pickle,
+        sticky_actions=args.sticky_actions,
     )
     returns = np.array([r for r, _ in results])
     summary = {
         "env_id": args.env,
         "expert": args.expert,
         "epsilon": args.epsilon,
+        "sticky_actions": args.sticky_actions,
         "episodes": len(returns),
         "return_mean": float(returns.mean()),
         "return_stderr": float(returns.std(ddof=1) / np.sqrt(len(returns)))
@@ -124,7 +134,8 @@ def _cmd_expert_eval(args: argparse.Namespace) -> None:
         print(json.dumps(summary))
     else:
         print(
-            f"{args.env} expert {args.expert}: return {summary['return_mean']:.2f} +- "
+            f"{args.env}{' (sticky actions)' if args.sticky_actions else ''} expert "
+            f"{args.expert}: return {summary['return_mean']:.2f} +- "
             f"{summary['return_stderr']:.2f} (stderr) over {len(returns)} episodes, "
             f"min {summary['return_min']:.2f}, max {summary['return_max']:.2f}"
         )
@@ -356,6 +367,15 @@ def _add_trust_pickle(p: argparse.ArgumentParser) -> None:
     )
 
 
+def _add_sticky_actions(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--sticky-actions",
+        action="store_true",
+        help="Atari: repeat the previous action with probability 0.25 (MinAtar: 0.1), so that "
+        "replaying a memorised game cannot score (the data are recorded without)",
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     from ditto.config import PRECISIONS  # torch-free, as --help should stay
 
@@ -419,8 +439,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--epsilon", type=float, default=0.0)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--json", action="store_true", help="print one JSON object")
+    _add_sticky_actions(p)
     _add_trust_pickle(p)
     p.set_defaults(func=_cmd_expert_eval)
+    p = sub.add_parser(
+        "export",
+        help="copy an SB3 checkpoint's policy weights (no optimizer state) to ship as an expert",
+    )
+    p.add_argument("checkpoint", help="SB3 checkpoint (.zip), e.g. from ditto expert train")
+    p.add_argument("--out", required=True, help="path of the exported expert (.zip)")
+    p.set_defaults(func=_cmd_expert_export)
 
     p = commands.add_parser("train-world-model", help="train a reward-free world model on datasets")
     p.add_argument(
@@ -569,12 +597,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="vectorised envs (default: the run's, 8); the count decides which episodes are "
         "played, so compare scores made with the same count",
     )
-    p.add_argument(
-        "--sticky-actions",
-        action="store_true",
-        help="Atari: repeat the previous action with probability 0.25 (MinAtar: 0.1), so that "
-        "replaying a memorised game cannot score (the data are recorded without)",
-    )
+    _add_sticky_actions(p)
     p.add_argument("--device", default="auto")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.add_argument(

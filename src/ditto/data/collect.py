@@ -12,7 +12,7 @@ from tqdm.auto import tqdm
 
 from ditto.data.dataset import Dataset, DatasetWriter
 from ditto.data.episode import Episode
-from ditto.envs import env_spec, make_env, make_vector_env
+from ditto.envs import check_sticky_actions, env_spec, make_env, make_vector_env
 from ditto.errors import DatasetError, DittoError
 from ditto.experts import Expert, make_expert
 
@@ -75,17 +75,36 @@ def _episode(frames, actions, rewards, terminated, truncated, discrete) -> Episo
 
 
 def _episode_source(
-    env_id: str, expert: Expert, seed: int, num_envs: int, size: int, grayscale: bool
+    env_id: str,
+    expert: Expert,
+    seed: int,
+    num_envs: int,
+    size: int,
+    grayscale: bool,
+    sticky_actions: bool = False,
 ) -> Iterator[Episode]:
     """Episodes of the expert, forever: vectorised when the expert needs only frames."""
     if num_envs > 1 and not expert.reads_env:
-        venv = make_vector_env(env_id, num_envs, seed=seed, size=size, grayscale=grayscale)
+        venv = make_vector_env(
+            env_id,
+            num_envs,
+            seed=seed,
+            size=size,
+            grayscale=grayscale,
+            sticky_actions=sticky_actions,
+        )
         try:
             yield from run_vector_episodes(venv, expert, count=2**62)
         finally:
             venv.close()
     else:
-        env = make_env(env_id, size=size, grayscale=grayscale, keep_screen=expert.keep_screen)
+        env = make_env(
+            env_id,
+            size=size,
+            grayscale=grayscale,
+            keep_screen=expert.keep_screen,
+            sticky_actions=sticky_actions,
+        )
         try:
             index = 0
             while True:
@@ -167,11 +186,20 @@ def evaluate_expert(
     seed: int = 0,
     progress: bool = True,
     trust_pickle: bool = False,
+    sticky_actions: bool = False,
 ) -> list[tuple[float, int]]:
-    """(return, length) of `episodes` episodes of the expert; nothing is written to disk."""
+    """(return, length) of `episodes` episodes of the expert; nothing is written to disk.
+
+    sticky_actions (Atari 0.25, MinAtar 0.1): the env sometimes repeats the previous
+    action, the paper's evaluation setting, so that a memorised game cannot score.
+    """
     _check_counts(episodes=episodes)
+    if sticky_actions:
+        check_sticky_actions(env_id)
     expert = make_expert(expert_spec, env_id, epsilon=epsilon, seed=seed, trust_pickle=trust_pickle)
-    source = _episode_source(env_id, expert, seed, num_envs=1, size=64, grayscale=True)
+    source = _episode_source(
+        env_id, expert, seed, num_envs=1, size=64, grayscale=True, sticky_actions=sticky_actions
+    )
     results = []
     try:
         for episode in tqdm(

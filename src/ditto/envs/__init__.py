@@ -29,6 +29,7 @@ from ditto.specs import EnvSpec
 __all__ = [
     "FRAME_SIZE",
     "ale_game_name",
+    "check_sticky_actions",
     "env_spec",
     "has_sticky_actions",
     "is_atari",
@@ -55,6 +56,12 @@ def _check_env_id(env_id: str) -> None:
 def has_sticky_actions(env_id: str) -> bool:
     """Whether sticky_actions means something for env_id (Atari: 0.25; MinAtar: 0.1)."""
     return is_atari(env_id) or is_minatar(env_id)
+
+
+def check_sticky_actions(env_id: str) -> None:
+    """Refuse sticky actions for an env that has none (asked for, they would silently do nothing)."""
+    if not has_sticky_actions(env_id):
+        raise DittoError(f"sticky actions are an Atari and MinAtar setting; {env_id} has none")
 
 
 def _check_options(size: int, noop_max: int, frame_skip: int) -> None:

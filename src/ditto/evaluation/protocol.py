@@ -25,7 +25,7 @@ from ditto.agents.trainer import SNAPSHOTS, load_agent_world_model
 from ditto.checkpoint import Checkpoint, load_checkpoint
 from ditto.config import AgentConfig
 from ditto.device import resolve_device
-from ditto.envs import env_spec, has_sticky_actions, make_vector_env
+from ditto.envs import check_sticky_actions, env_spec, make_vector_env
 from ditto.errors import DittoError
 from ditto.evaluation.policy import LatentAgent, PixelAgent, RandomAgent
 from ditto.runs import read_config
@@ -113,8 +113,8 @@ def _scored_run(run: Path, sticky_actions: bool) -> tuple[dict[str, Any], AgentC
     env_spec(
         spec.env_id, size=spec.obs_shape[1], grayscale=spec.obs_shape[0] == 1
     ).check_compatible(spec, f"run {run}")
-    if sticky_actions and not has_sticky_actions(spec.env_id):
-        raise DittoError(f"sticky actions are an Atari and MinAtar setting; {spec.env_id} has none")
+    if sticky_actions:
+        check_sticky_actions(spec.env_id)
     return saved, config, spec
 
 

@@ -26,9 +26,11 @@ and the checkpoint has more steps, up to `steps` in total (a second call with a 
 
 from __future__ import annotations
 
+import json
 import os
 import pickle
 import sys
+import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -41,6 +43,7 @@ __all__ = [
     "DEFAULT_HYPERPARAMS",
     "HYPERPARAMS",
     "checkpoint_path",
+    "export_expert",
     "ppo_hyperparams",
     "train_ppo",
 ]
@@ -87,6 +90,9 @@ ATARI_HYPERPARAMS: dict[str, Any] = {
 DEFAULT_HYPERPARAMS: dict[str, Any] = {"n_envs": 8}
 
 _SETUP_KEYS = ("n_envs", "normalize", "policy", "frame_stack")
+# The pickled entries of an SB3 zip's data that acting needs; the others only train
+# (schedules, buffer classes, the last rollout's observations and episode infos).
+_ACTING_ENTRIES = ("policy_class", "observation_space", "action_space", "policy_kwargs")
 _SCHEDULE_KEYS = ("learning_rate", "clip_range")
 
 
@@ -232,6 +238,67 @@ def train_ppo(
         venv.close()
         torch.set_num_threads(previous_threads)
     return str(out)
+
+
+def export_expert(src: str | os.PathLike, dst: str | os.PathLike) -> Path:
+    """Write the acting part of SB3 checkpoint `src` to `dst` (.zip); return dst's path.
+
+    Kept: the policy's weights (policy.pth, byte for byte), the data entries that
+    rebuild the policy (its class, spaces and arguments) and the plain hyperparameters
+    and counters. Dropped: the optimizer's moments (its settings stay, so that SB3's own
+    loader reads the file too), the pickled schedules and the last rollout. The VecNormalize statistics next to `src` are copied next to `dst`. The
+    result acts exactly as `src` does and is about a third of a PPO checkpoint's size.
+    """
+    src, dst = _zip_path(src), _zip_path(dst)
+    if not src.is_file():
+        raise DittoError(f"{src} does not exist; give an SB3 checkpoint (.zip)")
+    if src.resolve() == dst.resolve():
+        raise DittoError(f"--out {dst} is the checkpoint itself; choose another path")
+    data = _read_zip_data(src)
+    kept = {
+        key: value
+        for key, value in data.items()
+        if key in _ACTING_ENTRIES or not (isinstance(value, dict) and ":serialized:" in value)
+    }
+    with zipfile.ZipFile(src) as archive:
+        names = set(archive.namelist())
+        if "policy.pth" not in names:
+            raise DittoError(f"{src} has no policy weights (policy.pth)")
+        entries = {
+            name: archive.read(name)
+            for name in ("policy.pth", "_stable_baselines3_version", "system_info.txt")
+            if name in names
+        }
+        if "policy.optimizer.pth" in names:  # SB3's own loader wants one: keep it, empty
+            entries["policy.optimizer.pth"] = _without_moments(archive.read("policy.optimizer.pth"))
+
+    def write(f) -> None:
+        with zipfile.ZipFile(f, "w", compression=zipfile.ZIP_DEFLATED) as out:
+            out.writestr("data", json.dumps(kept, indent=4))
+            for name, raw in entries.items():
+                out.writestr(name, raw)
+
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    if vecnormalize_path(src).is_file():
+        _copy_atomic(vecnormalize_path(src), vecnormalize_path(dst))
+    _write_atomic(dst, write)
+    return dst
+
+
+def _without_moments(raw: bytes) -> bytes:
+    """An optimizer's saved state without its per-parameter state (Adam's moments)."""
+    import io
+
+    import torch
+
+    try:
+        state = torch.load(io.BytesIO(raw), map_location="cpu", weights_only=True)
+        state = {"state": {}, "param_groups": state["param_groups"]}
+    except Exception as exc:
+        raise DittoError(f"the checkpoint's policy.optimizer.pth is unreadable ({exc})") from None
+    buffer = io.BytesIO()
+    torch.save(state, buffer)
+    return buffer.getvalue()
 
 
 # --------------------------------------------------------------------------------------------
