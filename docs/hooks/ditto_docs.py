@@ -1,0 +1,292 @@
+"""MkDocs hook: the pages that are made from the code at build time, so they cannot drift.
+
+- `cli.md`: every `ditto` command's `--help`, walked from `ditto.cli.build_parser()`.
+- option tables: a line `<!-- ditto-options AgentConfig horizon batch ... -->` (or `*` for
+  every field) in a page becomes a table of those config fields with their CLI flag, their default in each
+  preset and the comment beside them in `src/ditto/config.py`.
+- `results.md` and `changelog.md`: `benchmarks/RESULTS.md` and `CHANGELOG.md` from
+  the repository root, their links outside the site rewritten.
+
+The functions below need only `ditto` (not mkdocs), so `tests/test_docs.py` can check
+them without the docs extra installed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ast
+import io
+import os
+import re
+import sys
+import tokenize
+from collections.abc import Iterator
+from dataclasses import fields
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+try:
+    import ditto  # noqa: F401  (installed with the package, as `make docs` does)
+except ImportError:  # a plain checkout: the source tree
+    sys.path.insert(0, str(ROOT / "src"))
+
+OPTIONS = re.compile(r"^<!-- ditto-options (\w+) ([\w* ]+?) -->$", re.MULTILINE)
+# Flags of `ditto train` / `train-world-model` whose dest is not the config field's name.
+FLAG_FIELDS = {
+    "frame_stack": "bc_frame_stack",
+    "augment": "bc_augment",
+    "no_carry_state": "carry_state",
+}
+HELP_WIDTH = "100"
+
+
+# --- the CLI reference ------------------------------------------------------------------
+
+
+def subcommands(parser: argparse.ArgumentParser) -> list[tuple[str, str, argparse.ArgumentParser]]:
+    """(name, help, parser) of each subcommand of `parser`, in the order they were added."""
+    found = []
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            helps = {a.dest: a.help or "" for a in action._choices_actions}
+            found += [(name, helps.get(name, ""), sub) for name, sub in action.choices.items()]
+    return found
+
+
+def walk(
+    parser: argparse.ArgumentParser, path: tuple[str, ...] = ()
+) -> Iterator[tuple[tuple[str, ...], str, argparse.ArgumentParser]]:
+    """Every command below `parser`, depth first: (words after `ditto`, help, its parser)."""
+    for name, helptext, sub in subcommands(parser):
+        yield (*path, name), helptext, sub
+        yield from walk(sub, (*path, name))
+
+
+def _help(parser: argparse.ArgumentParser) -> str:
+    """`--help` at a fixed width, whatever the terminal (argparse reads COLUMNS)."""
+    before = os.environ.get("COLUMNS")
+    os.environ["COLUMNS"] = HELP_WIDTH
+    try:
+        return parser.format_help().rstrip()
+    finally:
+        if before is None:
+            del os.environ["COLUMNS"]
+        else:
+            os.environ["COLUMNS"] = before
+
+
+def cli_markdown(parser: argparse.ArgumentParser | None = None) -> str:
+    """The CLI reference page: a table of the commands, then each command's `--help`."""
+    if parser is None:
+        from ditto.cli import build_parser
+
+        parser = build_parser()
+    commands = list(walk(parser))
+    lines = [
+        "# CLI reference",
+        "",
+        "Generated from `ditto.cli.build_parser()` when the site is built, so it is",
+        "the `--help` of the installed version. Every command prints one line starting",
+        "with `error:` and exits with status 2 on a mistake in its input.",
+        "",
+        "| command | what it does |",
+        "|---|---|",
+    ]
+    for path, helptext, _ in commands:
+        name = " ".join(("ditto", *path))
+        escaped = helptext.replace("|", "\\|")
+        lines.append(f"| [`{name}`](#{_anchor(path)}) | {escaped} |")
+    lines += ["", "## ditto", "", "```text", _help(parser), "```", ""]
+    for path, helptext, sub in commands:
+        heading = "#" * min(len(path) + 1, 4)
+        lines += [
+            f"{heading} ditto {' '.join(path)} {{ #{_anchor(path)} }}",
+            "",
+            f"{helptext[:1].upper()}{helptext[1:]}." if helptext else "",
+            "",
+            "```text",
+            _help(sub),
+            "```",
+            "",
+        ]
+    return "\n".join(lines)
+
+
+def _anchor(path: tuple[str, ...]) -> str:
+    return "ditto-" + "-".join(path)
+
+
+# --- option tables from the config dataclasses -------------------------------------------
+
+
+def field_comments(source: str, class_name: str) -> dict[str, str]:
+    """The comment on each field of a dataclass in `source`: the one on the field's own
+    lines, else the block of comment lines right above it if that is more than a section
+    label, else a note of this page's (NOTES)."""
+    inline: dict[int, str] = {}
+    alone: dict[int, str] = {}
+    for token in tokenize.generate_tokens(io.StringIO(source).readline):
+        if token.type == tokenize.COMMENT:
+            text = token.string.lstrip("#").strip()
+            (alone if token.line.strip().startswith("#") else inline)[token.start[0]] = text
+    (cls,) = (
+        node
+        for node in ast.parse(source).body
+        if isinstance(node, ast.ClassDef) and node.name == class_name
+    )
+    found = {}
+    for node in cls.body:
+        if not (isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name)):
+            continue
+        name = node.target.id
+        lines = range(node.lineno, node.end_lineno + 1)
+        own = [inline.get(n) or alone[n] for n in lines if n in inline or n in alone]
+        above, line = [], node.lineno - 1
+        while line in alone:
+            above.insert(0, alone[line])
+            line -= 1
+        block = " ".join(above)
+        found[name] = (
+            " ".join(own)
+            or (block if len(block.split()) >= 6 else "")
+            or NOTES.get((class_name, name), "")
+        )
+    return found
+
+
+# What a field does, for fields that src/ditto/config.py leaves without a comment.
+NOTES = {
+    ("AgentConfig", "algo"): "the method: ditto, dbc, dgail or bc",
+    ("AgentConfig", "units"): "units per layer of the actor and critic MLPs",
+    ("AgentConfig", "lr"): "actor (policy) learning rate",
+    ("AgentConfig", "critic_lr"): "critic learning rate",
+    ("AgentConfig", "gamma"): "discount of the lambda-returns",
+    ("AgentConfig", "lam"): "lambda of the lambda-returns",
+    ("AgentConfig", "dbc_entropy"): "D-BC's entropy bonus",
+    ("AgentConfig", "disc_layers"): "D-GAIL's discriminator: MLP layers",
+    ("AgentConfig", "disc_units"): "D-GAIL's discriminator: units per layer",
+    ("AgentConfig", "disc_lr"): "D-GAIL's discriminator learning rate",
+    ("AgentConfig", "bc_frame_stack"): "pixel BC: frames stacked along channels as its input",
+    ("AgentConfig", "bc_cnn_depth"): "pixel BC: its CNN's channel depth",
+    ("AgentConfig", "steps"): "updates",
+    ("AgentConfig", "log_every"): "updates between logged metrics",
+    ("AgentConfig", "eval_envs"): "vectorised envs that play the evaluation episodes",
+    ("AgentConfig", "precision"): "auto (bf16 autocast on fast-bf16 hardware), bf16 or fp32",
+    ("AgentConfig", "seed"): "seed of the run",
+    ("WorldModelConfig", "kl_scale"): "weight of the KL term (see image_scale)",
+    ("WorldModelConfig", "kl_balance"): "share of the KL that trains the prior (see image_scale)",
+    ("WorldModelConfig", "free_nats"): "KL below this many nats is not penalised",
+    ("WorldModelConfig", "lr"): "AdamW learning rate",
+    ("WorldModelConfig", "eps"): "AdamW epsilon",
+    ("WorldModelConfig", "weight_decay"): "AdamW weight decay",
+    ("WorldModelConfig", "grad_clip"): "gradient-norm clip",
+    ("WorldModelConfig", "batch"): "sequences per batch",
+    ("WorldModelConfig", "length"): "steps per sequence",
+    ("WorldModelConfig", "steps"): "training steps",
+    ("WorldModelConfig", "eval_every"): "training steps between validations",
+    ("WorldModelConfig", "checkpoint_every"): "training steps between checkpoints",
+    ("WorldModelConfig", "open_loop_horizon"): "frames the prior predicts alone in validation",
+    ("WorldModelConfig", "seed"): "seed of the run",
+}
+
+
+def _flags(command: str) -> dict[str, str]:
+    """Config field -> the flag of `ditto COMMAND` that sets it."""
+    from ditto.cli import build_parser
+
+    parser = {path: sub for path, _, sub in walk(build_parser())}[(command,)]
+    flags = {}
+    for action in parser._actions:
+        long = [s for s in action.option_strings if s.startswith("--")]
+        if long and action.dest not in ("help", "set"):
+            flags[FLAG_FIELDS.get(action.dest, action.dest)] = long[0]
+    return flags
+
+
+def options_table(config: str, names: list[str]) -> str:
+    """A markdown table of the named fields of `config` (AgentConfig or WorldModelConfig);
+    `*` names them all, in their order in the dataclass."""
+    import ditto.config as module
+
+    presets = {
+        "AgentConfig": (module.AGENT_PRESETS, "train"),
+        "WorldModelConfig": (module.WORLD_MODEL_PRESETS, "train-world-model"),
+    }
+    if config not in presets:
+        raise ValueError(f"ditto-options: unknown config {config!r}; one of {sorted(presets)}")
+    preset_configs, command = presets[config]
+    known = [f.name for f in fields(getattr(module, config))]
+    names = known if names == ["*"] else names
+    unknown = [name for name in names if name not in known]
+    if unknown:
+        raise ValueError(f"ditto-options: {config} has no field(s) {unknown}")
+    comments = field_comments(Path(module.__file__).read_text(), config)
+    flags = _flags(command)
+    header = ["setting", "flag", *preset_configs, "what"]
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for name in names:
+        flag = flags.get(name, f"--set {name}=")
+        defaults = [f"`{_value(getattr(c, name))}`" for c in preset_configs.values()]
+        what = comments[name].replace("|", "\\|")
+        lines.append(f"| `{name}` | `{flag}` | " + " | ".join(defaults) + f" | {what} |")
+    return "\n".join(lines)
+
+
+def _value(value) -> str:
+    return "()" if value == () else repr(value)
+
+
+def expand_options(markdown: str) -> str:
+    """Every `<!-- ditto-options CONFIG field ... -->` line replaced by its table."""
+    return OPTIONS.sub(lambda m: options_table(m[1], m[2].split()), markdown)
+
+
+# --- pages copied from the repository ----------------------------------------------------
+
+LINK = re.compile(r"(!?)\[([^\]]*)\]\(([^)\s]+)\)")
+
+
+def repository_page(path: Path, docs_dir: Path) -> str:
+    """A markdown file from outside the docs folder, as a page at the site's root: links
+    into docs/ are made relative to it; other relative links (files not in the site)
+    become their path in the repository, as code."""
+
+    def rewrite(match: re.Match) -> str:
+        bang, text, target = match.groups()
+        if re.match(r"^[a-z]+:|^#", target):
+            return match[0]
+        resolved = (path.parent / target).resolve()
+        if resolved.is_relative_to(docs_dir.resolve()):
+            return f"{bang}[{text}]({resolved.relative_to(docs_dir.resolve()).as_posix()})"
+        where = resolved.relative_to(ROOT).as_posix() if resolved.is_relative_to(ROOT) else target
+        return f"{text} (`{where}`)"
+
+    return LINK.sub(rewrite, path.read_text())
+
+
+def generated_pages(docs_dir: Path) -> dict[str, str]:
+    """Path in the site -> markdown of every generated page."""
+    copied = {"results.md": "benchmarks/RESULTS.md", "changelog.md": "CHANGELOG.md"}
+    missing = [path for path in copied.values() if not (ROOT / path).is_file()]
+    if missing:  # moved or renamed: say where to follow it, not a traceback
+        raise FileNotFoundError(
+            f"{missing} not found; docs/hooks/ditto_docs.py copies them into the site "
+            "(generated_pages): point it at their new place"
+        )
+    pages = {uri: repository_page(ROOT / path, docs_dir) for uri, path in copied.items()}
+    return {"cli.md": cli_markdown(), **pages}
+
+
+# --- the mkdocs events -------------------------------------------------------------------
+
+
+def on_files(files, config):
+    from mkdocs.structure.files import File
+
+    for uri, content in generated_pages(Path(config["docs_dir"])).items():
+        files.append(File.generated(config, uri, content=content))
+    return files
+
+
+def on_page_markdown(markdown, page, config, files):
+    return expand_options(markdown)
