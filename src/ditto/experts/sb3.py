@@ -33,6 +33,10 @@ Nothing in a checkpoint runs code (experts are files people download):
 - vecnormalize.pkl gives only its statistics, read by the same record unpickler;
 - config.yml is parsed by a safe YAML loader that understands the Zoo's OrderedDict tag.
 
+Atari experts with a policy distribution (PPO, A2C) sample their actions, seeded by the
+expert's seed, as RL-Baselines3-Zoo's enjoy.py does for Atari (a greedy Atari policy can
+repeat one game, or stall, forever); other experts act deterministically.
+
 `act` must be called exactly once per env step (it advances the frame stack), and
 `reset(env)` after every `env.reset()`.
 """
@@ -279,7 +283,8 @@ class _Layout:
 
 
 class SB3Expert(Expert):
-    """A stable-baselines3 policy acting deterministically on its own observation."""
+    """A stable-baselines3 policy acting on its own observation: sampling its actions with
+    `rng` when one is given, its most likely action otherwise."""
 
     def __init__(
         self,
@@ -291,8 +296,9 @@ class SB3Expert(Expert):
         normalizer: ObsNormalizer | None = None,
         atari: AtariPreprocessing | None = None,
         time_feature: _TimeFeature | None = None,
+        rng: np.random.Generator | None = None,
     ):
-        self.model, self.env_id, self.source = model, env_id, source
+        self.model, self.env_id, self.source, self.rng = model, env_id, source, rng
         self.layout, self.normalizer = layout, normalizer
         self.atari, self.time_feature = atari, time_feature
         self.keep_screen = atari is not None
@@ -329,11 +335,23 @@ class SB3Expert(Expert):
             if self._pending:
                 return self._pending.pop(0)
         obs = self._observe(env)
-        action, _ = self.model.predict(obs, deterministic=True)
         self._t += 1
+        if self.rng is not None:
+            return self._sample(obs)
+        action, _ = self.model.predict(obs, deterministic=True)
         if self.discrete:
             return int(np.asarray(action).reshape(-1)[0])
         return np.asarray(action, dtype=np.float32).reshape(-1)
+
+    def _sample(self, obs: np.ndarray) -> int:
+        """An action drawn from the policy's distribution with the expert's own generator."""
+        import torch
+
+        obs_tensor, _ = self.model.policy.obs_to_tensor(obs)
+        with torch.no_grad():
+            probs = self.model.policy.get_distribution(obs_tensor).distribution.probs
+        probs = probs.reshape(-1).double().numpy()
+        return int(self.rng.choice(len(probs), p=probs / probs.sum()))
 
     def _single(self, env: gym.Env) -> np.ndarray:
         if self.atari is not None:
@@ -783,6 +801,7 @@ def _build_expert(
     frame_stack: int | None,
     atari_kwargs: dict[str, Any] | None,
     time_feature_kwargs: dict[str, Any] | None,
+    seed: int | None,
 ) -> SB3Expert:
     spec = env_spec(env_id)
     _check_actions(model, spec.action, env_id, source)
@@ -860,6 +879,16 @@ def _build_expert(
         normalizer=normalizer,
         atari=atari,
         time_feature=time_feature,
+        rng=np.random.default_rng(seed) if _samples(model, env_id) else None,
+    )
+
+
+def _samples(model, env_id: str) -> bool:
+    """Whether the expert samples its actions: Atari policies with a discrete distribution."""
+    return (
+        is_atari(env_id)
+        and isinstance(model.action_space, gym.spaces.Discrete)
+        and hasattr(model.policy, "get_distribution")
     )
 
 
@@ -868,14 +897,17 @@ def _known_kwargs(cls, kwargs: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in kwargs.items() if k in known}
 
 
-def load_sb3_expert(path: str, env_id: str, *, trust_pickle: bool = False) -> SB3Expert:
+def load_sb3_expert(
+    path: str, env_id: str, *, trust_pickle: bool = False, seed: int | None = None
+) -> SB3Expert:
     """An expert from a stable-baselines3 checkpoint `path` (optionally `ALGO:path`).
 
     The algorithm is read from the checkpoint; `PATH.vecnormalize.pkl` next to the zip
     (see `vecnormalize_path`) supplies observation normalisation when it exists. Atari
     checkpoints are taken to be trained with SB3's default AtariWrapper, their channels
     being the stacked frames. No code from the files runs, unless `trust_pickle` lets SB3
-    load a checkpoint that ditto cannot rebuild on its own.
+    load a checkpoint that ditto cannot rebuild on its own. `seed` seeds the actions of an
+    expert that samples them (see the module's docstring).
     """
     algorithm, path = _split_algorithm(path)
     zip_path = _resolve_zip(path)
@@ -890,6 +922,7 @@ def load_sb3_expert(path: str, env_id: str, *, trust_pickle: bool = False) -> SB
         frame_stack=None,
         atari_kwargs=None,
         time_feature_kwargs=None,
+        seed=seed,
     )
 
 
@@ -1002,14 +1035,16 @@ def _resolve_zoo_folder(folder: str) -> tuple[Path, Path | None]:
     return zip_path, None
 
 
-def load_zoo_expert(folder: str, env_id: str, *, trust_pickle: bool = False) -> SB3Expert:
+def load_zoo_expert(
+    folder: str, env_id: str, *, trust_pickle: bool = False, seed: int | None = None
+) -> SB3Expert:
     """An expert from an RL-Baselines3-Zoo run folder (or `FOLDER/MODEL.zip` inside one).
 
     Layout: FOLDER/<ENV>.zip (else best_model.zip), FOLDER/<ENV>/config.yml (env_wrapper,
     frame_stack, normalize) and FOLDER/<ENV>/vecnormalize.pkl when normalize is set. The
     Zoo's env id (BreakoutNoFrameskip-v4) need not be ditto's (ALE/Breakout-v5).
     Supported env wrappers: SB3's AtariWrapper and sb3-contrib's TimeFeatureWrapper.
-    `trust_pickle` as for `load_sb3_expert`.
+    `trust_pickle` and `seed` as for `load_sb3_expert`.
     """
     algorithm, folder = _split_algorithm(folder)
     zip_path, env_dir = _resolve_zoo_folder(folder)
@@ -1059,4 +1094,5 @@ def load_zoo_expert(folder: str, env_id: str, *, trust_pickle: bool = False) -> 
         frame_stack=frame_stack,
         atari_kwargs=atari_kwargs,
         time_feature_kwargs=time_feature_kwargs,
+        seed=seed,
     )
