@@ -252,6 +252,22 @@ def test_atari_expert_builds_sb3_frame_stacks(tmp_path, pong_model):
     env.close()
 
 
+def test_atari_expert_samples_its_actions_reproducibly(tmp_path, pong_model, cartpole_model):
+    path = tmp_path / "pong.zip"
+    pong_model.save(path)
+
+    def actions(seed):
+        expert = make_expert(f"sb3:{path}", "ALE/Pong-v5", seed=seed)
+        return run_steps(make_env("ALE/Pong-v5", keep_screen=True), expert, 40)
+
+    first = actions(0)
+    assert first == actions(0)  # the expert's seed fixes its draws
+    assert first != actions(1)
+    assert len(set(first[2:])) > 1  # an untrained policy spreads its actions
+    cartpole_model.save(tmp_path / "cart.zip")
+    assert make_expert(f"sb3:{tmp_path / 'cart.zip'}", "CartPole-v1", seed=0).rng is None
+
+
 def test_atari_expert_needs_keep_screen(tmp_path, pong_model):
     path = tmp_path / "pong.zip"
     pong_model.save(path)
