@@ -15,10 +15,6 @@ $(STAMP): pyproject.toml
 demo: $(STAMP)
 	$(BIN)/ditto demo
 
-test: $(STAMP)
-	$(BIN)/ruff check src tests benchmarks
-	$(BIN)/python -m pytest -q
-
 # The docs site into site/ (mkdocs.yml); warnings fail it. Needs PyPI once, for the docs extra.
 DOCS_STAMP := $(VENV)/.installed-docs
 
@@ -28,6 +24,11 @@ $(DOCS_STAMP): pyproject.toml $(STAMP)
 
 docs: $(DOCS_STAMP)
 	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict
+
+# The tests include the strict docs build (tests/test_docs.py), so CI checks the site too.
+test: $(DOCS_STAMP)
+	$(BIN)/ruff check src tests benchmarks
+	$(BIN)/python -m pytest -q
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests benchmarks

@@ -1,8 +1,8 @@
 """The docs site (mkdocs.yml, docs/): its generated pages cover what they document.
 
 The CLI reference and the option tables are made at build time by docs/hooks/ditto_docs.py;
-these tests check that hook without mkdocs (the `docs` extra is not part of `dev`). The full
-strict build runs here only where mkdocs is installed (`make docs` installs it).
+these tests check that hook without mkdocs. The full strict build runs where mkdocs is
+installed: `make test` installs the docs extra, so CI builds the site.
 """
 
 from __future__ import annotations
