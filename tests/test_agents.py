@@ -421,7 +421,7 @@ def test_runs_and_datasets_stand_for_their_paths(world, tmp_path):
     world_model = load_world_model(world / "wm")
     expert = Dataset(world / "expert")
     run = train_agent(config, expert, tmp_path / "run", world_model, progress=False)
-    saved = json.loads((run.path / "config.json").read_text())
+    saved = read_config(run.path, "agent")
     assert (saved["expert_data"], saved["world_model"]) == (str(expert.root), str(world / "wm"))
     assert evaluate_run(run, episodes=2, progress=False)["episodes"] == 2
     with pytest.raises(TypeError, match="os.PathLike object"):

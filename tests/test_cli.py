@@ -1,6 +1,7 @@
 import json
 import re
 import shutil
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -8,6 +9,7 @@ import torch
 
 from ditto.cli import main
 from ditto.data import Dataset
+from ditto.runs import read_config, stored_path
 
 
 def run(capsys, *argv):
@@ -566,3 +568,79 @@ def test_a_run_killed_during_its_first_write_can_start_again(tmp_path):
     (killed / "notes.txt").write_text("someone's")
     with pytest.raises(DittoError, match="is not empty and holds no ditto run"):
         should_resume(killed, "world_model", resume=False)
+
+
+def _train_in(folder, *flags, world_model="wm", data="cp"):
+    """`ditto train` of a debug D-BC agent whose inputs are given as relative paths."""
+    return [
+        *("train", "--algo", "dbc", "--world-model", world_model, "--expert-data", data),
+        *("--expert-episodes", "2", "--out", f"{folder}ag", "--preset", "debug", *flags),
+    ]
+
+
+def test_a_run_works_from_any_directory_and_after_its_tree_is_copied(
+    tmp_path, capsys, make_dataset, monkeypatch
+):
+    """config.json records inputs relative to the run, so evaluating and resuming work from
+    another working directory and on a copy, given the same inputs by any path (issue 26)."""
+    make_dataset(name="A/cp", lengths=(5, 12, 30, 8))
+    monkeypatch.chdir(tmp_path / "A")
+    train_wm = ["train-world-model", "--data", "cp", "--out", "wm", "--preset", "debug"]
+    assert run(capsys, *train_wm, "--steps", "2")[0] == 0
+    assert run(capsys, *_train_in("", "--steps", "2"))[0] == 0
+    saved = json.loads(Path("ag/config.json").read_text())
+    assert (saved["world_model"], saved["expert_data"]) == ("../wm", "../cp")
+    assert json.loads(Path("wm/config.json").read_text())["data"] == ["../cp"]
+
+    monkeypatch.chdir(tmp_path)
+    evaluate = ["evaluate", "--episodes", "1", "--checkpoints", "1"]
+    assert run(capsys, *evaluate, "A/ag")[0] == 0
+    absolute_data = str(tmp_path / "A" / "cp")  # the same data by another path
+    resume = _train_in("A/", "--resume", "--steps", "3", world_model="A/wm", data=absolute_data)
+    assert run(capsys, *resume)[0] == 0
+
+    shutil.copytree(tmp_path / "A", tmp_path / "B")
+    shutil.rmtree(tmp_path / "A")  # nothing may lead back to the original
+    assert run(capsys, *evaluate, str(tmp_path / "B" / "ag"))[0] == 0
+    resume = _train_in("B/", "--resume", "--steps", "4", world_model="B/wm", data="B/cp")
+    assert run(capsys, *resume)[0] == 0
+    train_wm = ["train-world-model", "--data", "B/cp", "--out", "B/wm", "--preset", "debug"]
+    assert run(capsys, *train_wm, "--resume", "--steps", "3")[0] == 0
+    assert stored_path(tmp_path / "run", "/usr/share") == "/usr/share"  # only / in common
+
+
+def test_a_config_from_before_run_relative_paths_still_loads(
+    tmp_path, capsys, make_dataset, monkeypatch
+):
+    """Older config.json files recorded inputs as typed, relative to the working directory:
+    they load from there, and resuming rewrites them relative to the run."""
+    make_dataset(name="A/cp", lengths=(5, 12, 30, 8))
+    monkeypatch.chdir(tmp_path / "A")
+    train_wm = ["train-world-model", "--data", "cp", "--out", "wm", "--preset", "debug"]
+    assert run(capsys, *train_wm, "--steps", "2")[0] == 0
+    assert run(capsys, *_train_in("", "--steps", "2"))[0] == 0
+    for folder, paths in (
+        ("wm", {"data": ["cp"]}),
+        ("ag", {"world_model": "wm", "expert_data": "cp"}),
+    ):
+        config = json.loads(Path(folder, "config.json").read_text())
+        del config["paths_relative_to"]
+        Path(folder, "config.json").write_text(json.dumps({**config, **paths}))
+    assert read_config(Path("wm"), "world_model")["data"] == [str(tmp_path / "A" / "cp")]
+    assert read_config(Path("ag"), "agent")["world_model"] == str(tmp_path / "A" / "wm")
+
+    evaluate = ["evaluate", "--episodes", "1", "--checkpoints", "1"]
+    assert run(capsys, *evaluate, "ag")[0] == 0
+    monkeypatch.chdir(tmp_path)  # where the old paths lead nowhere: one line says why
+    missing = f"the world model the agent was trained in is not at {tmp_path / 'A' / 'ag' / 'wm'}"
+    assert missing in _one_line_error(capsys, *evaluate, "A/ag")
+
+    monkeypatch.chdir(tmp_path / "A")
+    assert run(capsys, *_train_in("", "--resume", "--steps", "3"))[0] == 0
+    saved = json.loads(Path("ag/config.json").read_text())
+    assert (saved["world_model"], saved["paths_relative_to"]) == ("../wm", "run")
+    assert run(capsys, *train_wm, "--resume", "--steps", "3")[0] == 0
+    assert json.loads(Path("wm/config.json").read_text())["data"] == ["../cp"]
+    monkeypatch.chdir(tmp_path)
+    moved_on = "is at step 3, but the agent was trained in it at step 2"  # found, and checked
+    assert moved_on in _one_line_error(capsys, "evaluate", "--episodes", "1", "A/ag")

@@ -1,6 +1,8 @@
 """Experiment grids: YAML checking, every stage end to end on the debug presets, cached cells."""
 
 import json
+import shutil
+from dataclasses import asdict
 from pathlib import Path
 
 import pytest
@@ -8,6 +10,7 @@ import pytest
 from ditto.cli import main
 from ditto.data import Dataset
 from ditto.errors import ConfigError
+from ditto.evaluation.protocol import evaluate_run
 from ditto.experiments.demo import DEMOS, demo_plan, run_demo
 from ditto.experiments.grid import grid_from_dict, load_grid, run_grid
 from ditto.runs import EVAL
@@ -33,7 +36,7 @@ TINY = {
 }
 
 
-def test_grid_runs_every_stage_and_skips_finished_cells(tmp_path):
+def test_grid_runs_every_stage_and_skips_finished_cells(tmp_path, monkeypatch):
     grid = grid_from_dict(TINY)
     results = run_grid(grid, tmp_path / "sweep", device="cpu", jobs=1)
     assert sorted(r["algo"] for r in results) == ["bc", "ditto"]
@@ -46,6 +49,17 @@ def test_grid_runs_every_stage_and_skips_finished_cells(tmp_path):
     again = run_grid(grid, tmp_path / "sweep", device="cpu", jobs=1)
     assert scored.stat().st_mtime_ns == first  # cached, not re-scored
     assert {r["return_mean"] for r in again} == {r["return_mean"] for r in results}
+
+    # A grid copied elsewhere as a whole (cp -r) goes on there, from another working directory.
+    shutil.copytree(tmp_path / "sweep", tmp_path / "copy" / "sweep")
+    shutil.rmtree(tmp_path / "sweep")
+    monkeypatch.chdir(tmp_path / "copy")
+    grown = run_grid(grid_from_dict({**TINY, "seeds": [0, 1]}), "sweep", device="cpu", jobs=1)
+    assert sorted(f"{r['algo']}{r['seed']}" for r in grown) == ["bc0", "bc1", "ditto0", "ditto1"]
+    moved = Path("sweep/CartPole-v1/debug/agents/ditto-ne1-seed0")
+    assert (moved / EVAL).stat().st_mtime_ns == first  # still cached
+    scored = evaluate_run(moved, device="cpu", progress=False, **asdict(grid.evaluation))
+    assert scored["episodes"] == 1
 
 
 def test_a_grid_may_grow_but_not_change_its_settings(tmp_path):

@@ -5,11 +5,16 @@ RUN/metrics.jsonl           one JSON object per log step
 RUN/events.*                the same scalars for TensorBoard
 RUN/checkpoint.safetensors  the latest full training state
 RUN/eval.json               an agent run's score (`ditto evaluate --save`, sweeps)
+
+The inputs a config.json names (a world model's datasets; an agent's world model and expert
+data) are stored relative to the run where they share a root with it, absolute otherwise, so
+that a tree of runs and data still works when it is moved or copied as a whole.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import platform
 from pathlib import Path
 from typing import Any
@@ -19,7 +24,7 @@ import torch
 import ditto
 from ditto.checkpoint import Checkpoint
 from ditto.errors import DittoError
-from ditto.io import atomic_write_bytes, holds_files
+from ditto.io import atomic_write_bytes, atomic_write_json, holds_files
 
 CHECKPOINT = "checkpoint.safetensors"
 CONFIG = "config.json"
@@ -88,9 +93,77 @@ RUN_KINDS = {
 }
 
 
+# The keys of each kind of run's config.json that name input paths.
+INPUTS = {"world_model": ("data",), "agent": ("world_model", "expert_data")}
+# Marks a config.json whose input paths are relative to the run; older ones were stored as
+# typed, relative to the working directory of the time.
+PATHS_KEY, PATHS_RELATIVE_TO_RUN = "paths_relative_to", "run"
+
+
+def write_config(run: Path, config: dict[str, Any]) -> None:
+    """Write a run's config.json, its input paths stored as `stored_path` makes them."""
+    run = Path(run)
+    inputs = {
+        key: _each_path(config[key], lambda path: stored_path(run, path))
+        for key in INPUTS[config["kind"]]
+    }
+    atomic_write_json(run / CONFIG, {**config, **inputs, PATHS_KEY: PATHS_RELATIVE_TO_RUN})
+
+
+def stored_path(run: Path, path: str | os.PathLike) -> str:
+    """`path` as a run's config.json records it: relative to the run when the two share a
+    directory other than the file system's root (so both move together), else absolute."""
+    target, base = Path(path).resolve(), Path(run).resolve()
+    try:
+        common = Path(os.path.commonpath([target, base]))
+    except ValueError:  # on different drives
+        return str(target)
+    if common == common.parent:  # nothing in common but the root
+        return str(target)
+    return os.path.relpath(target, base)
+
+
+def input_path(run: Path, stored: str, legacy: bool = False) -> Path:
+    """Where an input path that `run`'s config.json records lies now (absolute).
+
+    It is read relative to the run. A `legacy` config (from before paths were stored so)
+    recorded them relative to the working directory of the time, so when the run-relative
+    reading finds nothing, the path as stored (relative to the working directory) is taken
+    if it exists. The world model's digest is what checks that the right one was found."""
+    path = (Path(run).resolve() / stored).resolve()
+    if legacy and not path.exists() and Path(stored).exists():
+        return Path(stored).resolve()
+    return path
+
+
+def _each_path(value: Any, convert) -> Any:
+    """`convert` applied to a path, to each of a list of paths, or None as None."""
+    if value is None:
+        return None
+    if isinstance(value, (list, tuple)):
+        return [convert(v) for v in value]
+    return convert(value)
+
+
+def _resolve_inputs(run: Path, saved: dict[str, Any]) -> dict[str, Any]:
+    legacy = saved.get(PATHS_KEY) != PATHS_RELATIVE_TO_RUN
+    resolved = {}
+    for key in (key for key in INPUTS[saved["kind"]] if key in saved):
+        try:
+            resolved[key] = _each_path(
+                saved[key], lambda stored: str(input_path(run, stored, legacy))
+            )
+        except TypeError:  # a number or a mapping where a path belongs
+            raise DittoError(
+                f"{run / CONFIG} is damaged ({key} is not a path); restore the file"
+            ) from None
+    return {**saved, **resolved}
+
+
 def read_config(run: Path, kind: str) -> dict[str, Any]:
-    """The config.json of a run of `kind` ("world_model" or "agent"), or a one-line error
-    when the directory holds none, a damaged one, or another kind of run's."""
+    """The config.json of a run of `kind` ("world_model" or "agent"), its input paths made
+    absolute (see `input_path`), or a one-line error when the directory holds none, a damaged
+    one, or another kind of run's."""
     what, command = RUN_KINDS[kind]
     path = Path(run) / CONFIG
     if not path.is_file():
@@ -104,7 +177,7 @@ def read_config(run: Path, kind: str) -> dict[str, Any]:
         known = isinstance(found, str) and found in RUN_KINDS
         found_what = RUN_KINDS[found][0] if known else "not a ditto run"
         raise DittoError(f"{run}: not {what} ({found_what}); train one with `{command}`")
-    return saved
+    return _resolve_inputs(Path(run), saved)
 
 
 def versions() -> dict[str, str]:

@@ -35,10 +35,8 @@ from ditto.config import AgentConfig
 from ditto.data import Dataset, Episode
 from ditto.device import resolve_device, use_bf16
 from ditto.errors import DittoError
-from ditto.io import atomic_write_json
 from ditto.runs import (
     CHECKPOINT,
-    CONFIG,
     MetricsLog,
     check_resumed_input,
     check_resumed_length,
@@ -48,6 +46,7 @@ from ditto.runs import (
     rng_tensors,
     should_resume,
     versions,
+    write_config,
 )
 from ditto.world_model.trainer import TrainingDiverged, WorldModelRun, load_world_model
 
@@ -176,8 +175,8 @@ class AgentTrainer:
 
     # ----- persistence -------------------------------------------------------------------------
     def _write_config(self) -> None:
-        atomic_write_json(
-            self.out / CONFIG,
+        write_config(
+            self.out,
             {
                 "kind": "agent",
                 "agent": self.config.to_json(),
@@ -283,6 +282,11 @@ def load_agent_world_model(path: str | Path, agent: dict | None, device: str) ->
     for a new agent); a world model that has changed since the agent was trained in it (trained
     on, or trained again) is refused: the agent would act on features it never saw. Runs from
     before the step and the digest were recorded are not checked for them."""
+    if agent is not None and not Path(path).is_dir():
+        raise DittoError(
+            f"the world model the agent was trained in is not at {path}; keep the two together "
+            "(config.json records it relative to the agent; older runs, to where they were trained)"
+        )
     run = load_world_model(path, device)
     agent = agent or {}
     trained_at, digest = agent.get("world_model_step"), agent.get("world_model_digest")

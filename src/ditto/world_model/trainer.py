@@ -30,10 +30,8 @@ from ditto.config import WorldModelConfig
 from ditto.data import ChunkSampler, Episode, WindowBatch, WindowSampler, open_datasets
 from ditto.device import resolve_device, use_bf16
 from ditto.errors import ConfigError, DittoError
-from ditto.io import atomic_write_json
 from ditto.runs import (
     CHECKPOINT,
-    CONFIG,
     MetricsLog,
     check_resumed_input,
     check_resumed_length,
@@ -43,6 +41,7 @@ from ditto.runs import (
     rng_tensors,
     should_resume,
     versions,
+    write_config,
 )
 from ditto.specs import EnvSpec
 from ditto.world_model.diagnostics import save_gif, save_grid
@@ -189,8 +188,8 @@ class WorldModelTrainer:
 
     # ----- persistence -------------------------------------------------------------------------
     def _write_config(self) -> None:
-        atomic_write_json(
-            self.out / CONFIG,
+        write_config(
+            self.out,
             {
                 "kind": "world_model",
                 "world_model": self.config.to_json(),
