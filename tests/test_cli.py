@@ -1,6 +1,9 @@
 import json
+import os
 import re
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -9,6 +12,7 @@ import torch
 
 from ditto.cli import main
 from ditto.data import Dataset
+from ditto.io import LOCK, writer_lock
 from ditto.runs import read_config, stored_path
 
 
@@ -644,3 +648,53 @@ def test_a_config_from_before_run_relative_paths_still_loads(
     monkeypatch.chdir(tmp_path)
     moved_on = "is at step 3, but the agent was trained in it at step 2"  # found, and checked
     assert moved_on in _one_line_error(capsys, "evaluate", "--episodes", "1", "A/ag")
+
+
+_HOLD = """import sys, time
+from ditto.io import writer_lock
+with writer_lock(sys.argv[1]):
+    print("held", flush=True)
+    time.sleep(600)
+"""
+
+
+def test_a_second_writer_of_the_same_out_is_refused_and_a_killed_one_blocks_nothing(
+    tmp_path, capsys, make_dataset
+):
+    data, _ = make_dataset(name="data")
+    wm = tmp_path / "wm"
+    train_wm = ["train-world-model", "--data", str(data), "--out", str(wm), "--preset", "debug"]
+    holder = subprocess.Popen(
+        [sys.executable, "-c", _HOLD, str(wm)], stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert holder.stdout.readline() == "held\n"
+        refused = f"{wm} is being written by process {holder.pid}; wait for it to finish"
+        assert refused in _one_line_error(capsys, *train_wm, "--steps", "2")
+        assert not (wm / "config.json").exists()
+    finally:
+        holder.kill()  # SIGKILL: no clean-up runs
+        holder.wait()
+    assert (wm / LOCK).is_file()  # left behind, but no longer held
+    assert run(capsys, *train_wm, "--steps", "2")[0] == 0
+    assert not (wm / LOCK).exists()  # a writer that ends removes it
+
+
+def test_every_writer_takes_the_lock(tmp_path, capsys, make_dataset):
+    import yaml
+
+    data, _ = make_dataset(name="data")
+    grid = tmp_path / "grid.yaml"
+    grid.write_text(yaml.dump({"envs": ["CartPole-v1"], "algos": ["dbc"], "presets": ["debug"]}))
+    commands = {
+        "collect": ["collect", "--env", "CartPole-v1", "--expert", "random", "--episodes", "1"],
+        "train-world-model": ["train-world-model", "--data", str(data), "--preset", "debug"],
+        "train": ["train", "--algo", "bc", "--expert-data", str(data), "--expert-episodes", "2"],
+        "sweep": ["sweep", str(grid)],
+    }
+    for name, argv in commands.items():
+        out = tmp_path / name
+        with writer_lock(out):
+            error = _one_line_error(capsys, *argv, "--out", str(out))
+            assert f"{out} is being written by process {os.getpid()}" in error
+        assert not out.exists()  # the holder made it; the refused command wrote nothing

@@ -10,7 +10,7 @@ import pytest
 
 from ditto.data import ChunkSampler, Dataset, DatasetWriter, Episode, WindowSampler, open_datasets
 from ditto.envs import env_spec
-from ditto.errors import DatasetError, SpecError
+from ditto.errors import DatasetError, DittoError, SpecError
 
 from .conftest import random_episode
 
@@ -241,16 +241,21 @@ def test_interrupted_collection_leaves_a_readable_dataset(tmp_path):
         not (out / "metadata.json").exists() or len(_metadata(out)["episodes"]) < 3
     ):
         time.sleep(0.05)
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
+
+    from ditto.data.collect import collect
+
+    try:  # a second collection into the same directory meanwhile is refused at once
+        with pytest.raises(DittoError, match=f"{out} is being written by process {proc.pid}"):
+            collect("CartPole-v1", "random", 1, out, progress=False)
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
     dataset = Dataset(out)
     assert len(dataset) >= 3
     for episode in dataset:
         assert episode.observations.shape[0] == episode.length + 1
     leftovers = [f for f in os.listdir(out / "episodes") if f.endswith(".tmp")]
     assert all(f.startswith(".") for f in leftovers)  # only hidden temp files, never a half file
-
-    from ditto.data.collect import collect
 
     resumed = collect("CartPole-v1", "random", len(dataset) + 2, out, progress=False)
     assert len(resumed) == len(dataset) + 2

@@ -2,6 +2,9 @@
 
 Each write goes to a temporary file in the same directory, is flushed to disk,
 then renamed over the target (rename is atomic on POSIX file systems).
+
+And one writer per directory: `writer_lock(out)` holds an output directory for the
+process that writes it (a training run, a collection, a sweep).
 """
 
 from __future__ import annotations
@@ -9,11 +12,21 @@ from __future__ import annotations
 import json
 import os
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import IO, Any
 
 import numpy as np
+
+from ditto.errors import DittoError
+
+try:
+    import fcntl
+except ImportError:  # Windows: no advisory locks; directories are not guarded there
+    fcntl = None
+
+LOCK = ".ditto.lock"
 
 
 def _umask() -> int:
@@ -45,9 +58,11 @@ def _atomic_write(path: Path, write: Callable[[IO[bytes]], None]) -> None:
 
 def holds_files(directory: Path) -> bool:
     """Whether `directory` holds anything but the temporary files of interrupted atomic writes
-    (a kill during the first write into a new directory leaves one behind)."""
+    (a kill during the first write into a new directory leaves one behind) and a writer's lock
+    file (a killed writer leaves it)."""
     return any(
-        not (p.name.startswith(".") and p.name.endswith(".tmp")) for p in directory.iterdir()
+        not (p.name.startswith(".") and p.name.endswith(".tmp")) and p.name != LOCK
+        for p in directory.iterdir()
     )
 
 
@@ -61,3 +76,71 @@ def atomic_write_json(path: Path, obj: Any) -> None:
 
 def atomic_save_npy(path: Path, array: np.ndarray) -> None:
     _atomic_write(path, lambda f: np.save(f, np.ascontiguousarray(array), allow_pickle=False))
+
+
+@contextmanager
+def writer_lock(directory: str | os.PathLike) -> Iterator[None]:
+    """Hold `directory` for this process's writes: a second writer given the same directory
+    is refused at once (DittoError) instead of interleaving its files with ours.
+
+    The lock is an flock on DIRECTORY/.ditto.lock, which the kernel drops when the process
+    ends however it ends, so a killed writer never leaves the directory locked. The lock file
+    is removed on the way out, and so are the directories made here if they are left empty
+    (the writer failed before writing), so that a refused command leaves nothing behind.
+    """
+    directory = Path(directory)
+    if directory.exists() and not directory.is_dir():
+        raise DittoError(f"{directory} is a file; choose a directory for --out")
+    made = [p for p in (directory, *directory.parents) if not p.exists()]  # deepest first
+    fd = _lock(directory)
+    try:
+        yield
+    finally:
+        if fd is not None:
+            try:
+                # Unlinked while still held: a process waiting on this file finds it gone
+                # and locks a new one (see _lock), so two writers never both hold `directory`.
+                (directory / LOCK).unlink(missing_ok=True)
+            finally:
+                os.close(fd)
+        for folder in made:
+            try:
+                folder.rmdir()
+            except OSError:  # it holds the run's files (or another writer's lock): keep it
+                break
+
+
+def _lock(directory: Path) -> int | None:
+    """An open descriptor of DIRECTORY/.ditto.lock that holds the flock, or None where the
+    system or the file system has no locks (the directory is then written unguarded)."""
+    path = directory / LOCK
+    while True:
+        directory.mkdir(parents=True, exist_ok=True)
+        if fcntl is None:
+            return None
+        try:
+            fd = os.open(path, os.O_RDWR | os.O_CREAT, _FILE_MODE)
+        except FileNotFoundError:  # the last holder removed the directory just now
+            continue
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(fd, 32, 0).decode(errors="replace").strip()
+            os.close(fd)
+            by = f"process {holder}" if holder.isdigit() else "another process"
+            raise DittoError(
+                f"{directory} is being written by {by}; wait for it to finish or choose "
+                "another --out"
+            ) from None
+        except OSError:  # a file system without flock (some network or FUSE mounts)
+            os.close(fd)
+            return None
+        try:
+            current = os.stat(path).st_ino
+        except FileNotFoundError:
+            current = None
+        if current == os.fstat(fd).st_ino:
+            os.ftruncate(fd, 0)
+            os.write(fd, f"{os.getpid()}\n".encode())  # who holds it, for the refusal
+            return fd
+        os.close(fd)  # its holder removed this file after we opened it: lock the new one

@@ -35,6 +35,7 @@ from ditto.config import AgentConfig
 from ditto.data import Dataset, Episode
 from ditto.device import resolve_device, use_bf16
 from ditto.errors import DittoError
+from ditto.io import writer_lock
 from ditto.runs import (
     CHECKPOINT,
     MetricsLog,
@@ -313,5 +314,7 @@ def train_agent(
     resume: bool = False,
     progress: bool = True,
 ) -> AgentRun:
-    """Train (or, with resume=True, continue) an agent; see AgentTrainer."""
-    return AgentTrainer(config, expert_data, out, world_model, device, resume, progress).train()
+    """Train (or, with resume=True, continue) an agent; see AgentTrainer. A second process
+    given the same `out` meanwhile is refused."""
+    with writer_lock(out):
+        return AgentTrainer(config, expert_data, out, world_model, device, resume, progress).train()

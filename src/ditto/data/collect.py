@@ -15,6 +15,7 @@ from ditto.data.episode import Episode
 from ditto.envs import check_sticky_actions, env_spec, make_env, make_vector_env
 from ditto.errors import DatasetError, DittoError
 from ditto.experts import Expert, make_expert
+from ditto.io import writer_lock
 
 
 def run_episodes(env: gym.Env, expert: Expert, seeds: list[int]) -> Iterator[Episode]:
@@ -141,34 +142,35 @@ def collect(
         expert_spec, env_id, epsilon=epsilon, seed=seed, trust_pickle=trust_pickle
     )
     source: dict[str, Any] = {"expert": expert_spec, "epsilon": epsilon, "seed": seed}
-    writer = DatasetWriter(out, spec, source)
-    if writer.metadata["source"] != source:
-        raise DatasetError(
-            f"{out} already holds episodes from {writer.metadata['source']}, not {source}; "
-            "write to a new directory"
+    with writer_lock(out):  # a second collection into `out` meanwhile is refused
+        writer = DatasetWriter(out, spec, source)
+        if writer.metadata["source"] != source:
+            raise DatasetError(
+                f"{out} already holds episodes from {writer.metadata['source']}, not {source}; "
+                "write to a new directory"
+            )
+        done = writer.num_episodes
+        if done >= episodes:
+            return Dataset(out)
+        if done:  # resuming: new seeds, so that new episodes do not replay the finished ones
+            expert = make_expert(
+                expert_spec, env_id, epsilon=epsilon, seed=seed + done, trust_pickle=trust_pickle
+            )
+        source_iter = _episode_source(env_id, expert, seed + done, num_envs, size, grayscale)
+        bar = tqdm(
+            total=episodes, initial=done, desc=f"collect {env_id}", unit="ep", disable=not progress
         )
-    done = writer.num_episodes
-    if done >= episodes:
+        try:
+            for episode in source_iter:
+                info = writer.add(episode)
+                bar.update(1)
+                bar.set_postfix(ret=f"{info.total_return:.1f}", len=info.length)
+                if writer.num_episodes >= episodes:
+                    break
+        finally:
+            source_iter.close()
+            bar.close()
         return Dataset(out)
-    if done:  # resuming: new seeds, so that new episodes do not replay the finished ones
-        expert = make_expert(
-            expert_spec, env_id, epsilon=epsilon, seed=seed + done, trust_pickle=trust_pickle
-        )
-    source_iter = _episode_source(env_id, expert, seed + done, num_envs, size, grayscale)
-    bar = tqdm(
-        total=episodes, initial=done, desc=f"collect {env_id}", unit="ep", disable=not progress
-    )
-    try:
-        for episode in source_iter:
-            info = writer.add(episode)
-            bar.update(1)
-            bar.set_postfix(ret=f"{info.total_return:.1f}", len=info.length)
-            if writer.num_episodes >= episodes:
-                break
-    finally:
-        source_iter.close()
-        bar.close()
-    return Dataset(out)
 
 
 def _check_counts(**counts: int) -> None:

@@ -38,7 +38,7 @@ from tqdm.auto import tqdm
 from ditto.config import AGENT_PRESETS, ALGOS, WORLD_MODEL_PRESETS, agent_config, world_model_config
 from ditto.envs import has_sticky_actions
 from ditto.errors import ConfigError, DittoError
-from ditto.io import atomic_write_json
+from ditto.io import atomic_write_json, writer_lock
 from ditto.runs import EVAL
 
 
@@ -470,9 +470,17 @@ def run_grid(
 ) -> list[dict[str, Any]]:
     """Run every stage of the grid under `out`, skipping finished work; returns every cell's score.
 
-    `stage` is told when each stage begins (a progress display)."""
+    `stage` is told when each stage begins (a progress display). A second sweep into `out`
+    meanwhile is refused."""
     out = Path(out)
     _check_envs_and_experts(grid)
+    with writer_lock(out):
+        return _run_stages(grid, out, device, jobs, stage)
+
+
+def _run_stages(
+    grid: Grid, out: Path, device: str, jobs: int | None, stage: Callable[[str], None]
+) -> list[dict[str, Any]]:
     saved = out / "grid.json"
     if saved.is_file():
         changed = _changed_settings(json.loads(saved.read_text()), grid.to_json())

@@ -30,6 +30,7 @@ from ditto.config import WorldModelConfig
 from ditto.data import ChunkSampler, Episode, WindowBatch, WindowSampler, open_datasets
 from ditto.device import resolve_device, use_bf16
 from ditto.errors import ConfigError, DittoError
+from ditto.io import writer_lock
 from ditto.runs import (
     CHECKPOINT,
     MetricsLog,
@@ -394,5 +395,7 @@ def train_world_model(
     resume: bool = False,
     progress: bool = True,
 ) -> WorldModelRun:
-    """Train (or, with resume=True, continue) a world model; see WorldModelTrainer."""
-    return WorldModelTrainer(data, out, config, device, resume, progress).train()
+    """Train (or, with resume=True, continue) a world model; see WorldModelTrainer. A second
+    process given the same `out` meanwhile is refused."""
+    with writer_lock(out):
+        return WorldModelTrainer(data, out, config, device, resume, progress).train()
