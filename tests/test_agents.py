@@ -450,7 +450,7 @@ def test_sticky_actions_reach_every_evaluation_env_and_are_atari_and_minatar_onl
         return make_vector_env(*args, **kwargs)  # CartPole ignores the flag
 
     monkeypatch.setattr(protocol, "make_vector_env", spy)
-    monkeypatch.setattr(protocol, "has_sticky_actions", lambda env_id: True)
+    monkeypatch.setattr(protocol, "check_sticky_actions", lambda env_id: None)
     result = evaluate_run(run, episodes=1, sticky_actions=True, progress=False)
     assert result["protocol"]["sticky_actions"] is True
     assert made == [True, True]  # the agent's episodes and the random policy's
