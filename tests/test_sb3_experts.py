@@ -1,7 +1,9 @@
 """SB3 / RL-Zoo experts and the resumable PPO trainer (tiny models, no downloads)."""
 
+import json
 import zipfile
 from collections import OrderedDict
+from pathlib import Path
 
 import cv2
 import gymnasium as gym
@@ -513,3 +515,18 @@ def test_export_keeps_only_what_acting_needs_and_acts_the_same(tmp_path, pong_mo
         export_expert(dst, dst)
     with pytest.raises(DittoError, match="does not exist"):
         export_expert(tmp_path / "missing.zip", tmp_path / "out.zip")
+
+
+def test_shipped_experts_load_safely_and_act():
+    """Every expert in experts/ loads through the safe path and plays its env (scores/ names it)."""
+    root = Path(__file__).resolve().parents[1] / "experts"
+    shipped = sorted(root.glob("*.zip"))
+    assert shipped, "experts/ ships no expert"
+    for path in shipped:
+        score = json.loads((root / "scores" / f"{path.stem}.json").read_text())
+        assert score["expert"] == f"sb3:experts/{path.name}" and score["episodes"] >= 30
+        expert = make_expert(f"sb3:{path}", score["env_id"], seed=0)
+        env = make_env(score["env_id"], keep_screen=expert.keep_screen)
+        actions = run_steps(env, expert, 20)
+        env.close()
+        assert len(actions) == 20
