@@ -171,3 +171,21 @@ def test_sticky_and_sticky_free_scores_are_not_compared(results_root):
         score_sticky(path)
     write_report(results_root)
     assert "Scored with sticky actions" in (results_root / "report.md").read_text()
+
+
+def test_report_finds_a_world_model_outside_it_through_the_runs_relative_path(tmp_path):
+    """Agent configs record their world model relative to the run (runs can move)."""
+    world_model = tmp_path / "models" / "wm"
+    (world_model / "diagnostics").mkdir(parents=True)
+    (world_model / "config.json").write_text(
+        json.dumps({"kind": "world_model", "env": {"env_id": ENV}})
+    )
+    Image.new("RGB", (8, 8)).save(world_model / "diagnostics" / "open_loop.gif")
+    root = tmp_path / "report"
+    _fake_run(root, "ditto", 4, 0, world_model)
+    config_path = root / "ditto_ne4_s0" / "config.json"
+    config = json.loads(config_path.read_text())
+    config.update(world_model="../../models/wm", paths_relative_to="run")
+    config_path.write_text(json.dumps(config))
+    markdown = write_report(root)["report"].read_text()
+    assert f"(figures/open_loop_{ENV}.gif)" in markdown

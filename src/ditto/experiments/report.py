@@ -27,7 +27,15 @@ import numpy as np
 from ditto.errors import DittoError
 from ditto.evaluation.protocol import aggregate, recorded_protocol, setting_of, standard_error
 from ditto.io import atomic_write_bytes, atomic_write_json
-from ditto.runs import CONFIG, EVAL, METRICS, read_metrics
+from ditto.runs import (
+    CONFIG,
+    EVAL,
+    METRICS,
+    PATHS_KEY,
+    PATHS_RELATIVE_TO_RUN,
+    input_path,
+    read_metrics,
+)
 
 FIGURES = "figures"
 REQUIRED = {
@@ -369,9 +377,17 @@ def _results_table(rows: list[dict[str, Any]]) -> Table:
 
 
 def _run_configs(evals: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """The config.json of each evaluated run that has one."""
-    paths = [Path(e["run_dir"]) / CONFIG for e in evals]
-    return [_read_json(p) for p in paths if p.is_file()]
+    """The config.json of each evaluated run that has one, its world model's path resolved
+    against the run's location (config.json records it relative to the run)."""
+    configs = []
+    for run in (Path(e["run_dir"]) for e in evals):
+        if (run / CONFIG).is_file():
+            config = _read_json(run / CONFIG)
+            if isinstance(config.get("world_model"), str):
+                legacy = config.get(PATHS_KEY) != PATHS_RELATIVE_TO_RUN
+                config["world_model"] = str(input_path(run, config["world_model"], legacy))
+            configs.append(config)
+    return configs
 
 
 def _world_models(root: Path, configs: list[dict[str, Any]]) -> dict[str, Path]:

@@ -55,15 +55,11 @@ def make_expert(
     elif spec.startswith("sb3:"):
         from ditto.experts.sb3 import load_sb3_expert
 
-        expert = load_sb3_expert(
-            spec[len("sb3:") :], env_id, trust_pickle=trust_pickle, seed=seed
-        )
+        expert = load_sb3_expert(spec[len("sb3:") :], env_id, trust_pickle=trust_pickle, seed=seed)
     elif spec.startswith("zoo:"):
         from ditto.experts.sb3 import load_zoo_expert
 
-        expert = load_zoo_expert(
-            spec[len("zoo:") :], env_id, trust_pickle=trust_pickle, seed=seed
-        )
+        expert = load_zoo_expert(spec[len("zoo:") :], env_id, trust_pickle=trust_pickle, seed=seed)
     else:
         raise ExpertError(f"unknown expert spec {spec!r}; expected {SPEC_HELP}")
     if epsilon > 0:
