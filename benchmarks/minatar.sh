@@ -7,6 +7,8 @@
 #   bash benchmarks/minatar.sh Breakout [OUT]        # OUT defaults to runs/minatar/<game>
 #   STAGE=data bash benchmarks/minatar.sh Breakout   # stop after the data (or: wm)
 #   NAMES="ditto dbc" NE="4 15" SEEDS="0 1" bash benchmarks/minatar.sh Breakout
+#   WM_STEPS=14000 bash benchmarks/minatar.sh Breakout  # a longer world model (default 6000;
+#                                                      # a finished one is trained further)
 #   QUICK=1 bash benchmarks/minatar.sh Breakout /tmp/m  # debug sizes: a smoke test of this script
 #
 # Finished stages are skipped, so an interrupted run continues where it stopped.
@@ -24,7 +26,7 @@ if [ "${QUICK:-0}" = 1 ]; then
   DEFAULT_SEEDS="0" DEFAULT_NE="4"
 else
   # 66 expert episodes: N_E up to 60 plus held-out ones.
-  EPISODES=(66 60 60) WM=(--preset small --steps 6000 --batch 8 --set lr=1e-3 eval_every=1000 checkpoint_every=1000)
+  EPISODES=(66 60 60) WM=(--preset small --steps "${WM_STEPS:-6000}" --batch 8 --set lr=1e-3 eval_every=1000 checkpoint_every=1000)
   STEPS=3000 EVAL=(--checkpoints 10 --episodes 20 --num-envs 10)
   AGENT=(--lr 1e-4 --batch 128 --set layers=3 units=128 checkpoint_every=100)
   BC=(--set batch=64 bc_cnn_depth=16 checkpoint_every=100)
