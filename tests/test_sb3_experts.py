@@ -17,7 +17,8 @@ from stable_baselines3.common.vec_env import DummyVecEnv, VecNormalize
 from ditto.envs import make_env
 from ditto.errors import DittoError, ExpertError
 from ditto.experts import EpsilonExpert, make_expert
-from ditto.experts.sb3 import _read_zip_data, load_vecnormalize, load_zoo_config, vecnormalize_path
+from ditto.experts.sb3 import load_vecnormalize, load_zoo_config, vecnormalize_path
+from ditto.experts.sb3_checkpoint import read_zip_data as _read_zip_data
 from ditto.experts.train import checkpoint_path, export_expert, train_ppo
 
 TINY = {"n_steps": 64, "batch_size": 64, "n_epochs": 1}

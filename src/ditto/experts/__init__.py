@@ -53,11 +53,11 @@ def make_expert(
             )
         expert = SCRIPTED_EXPERTS[env_id](seed)
     elif spec.startswith("sb3:"):
-        from ditto.experts.sb3 import load_sb3_expert
+        from ditto.experts.sb3_checkpoint import load_sb3_expert
 
         expert = load_sb3_expert(spec[len("sb3:") :], env_id, trust_pickle=trust_pickle, seed=seed)
     elif spec.startswith("zoo:"):
-        from ditto.experts.sb3 import load_zoo_expert
+        from ditto.experts.zoo import load_zoo_expert
 
         expert = load_zoo_expert(spec[len("zoo:") :], env_id, trust_pickle=trust_pickle, seed=seed)
     else:

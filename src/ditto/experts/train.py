@@ -36,7 +36,8 @@ from typing import Any
 
 from ditto.envs import env_spec, is_atari
 from ditto.errors import DittoError
-from ditto.experts.sb3 import _read_stats_pickle, _read_zip_data, vecnormalize_path
+from ditto.experts.sb3_checkpoint import read_stats_pickle, read_zip_data, vecnormalize_path
+from ditto.io import atomic_write, atomic_write_bytes
 
 __all__ = [
     "ATARI_HYPERPARAMS",
@@ -123,7 +124,7 @@ def _check_same_spaces(path: Path, venv, env_id: str) -> None:
     observation = venv.observation_space
     if is_image_space(observation) and not is_image_space_channels_first(observation):
         observation = VecTransposeImage.transpose_space(observation)  # what PPO saw and saved
-    data = _read_zip_data(path)
+    data = read_zip_data(path)
     found = [_shape_and_n(data[key]) for key in ("observation_space", "action_space")]
     wanted = [
         (tuple(space.shape), str(space.n) if hasattr(space, "n") else None)
@@ -254,7 +255,7 @@ def export_expert(src: str | os.PathLike, dst: str | os.PathLike) -> Path:
         raise DittoError(f"{src} does not exist; give an SB3 checkpoint (.zip)")
     if src.resolve() == dst.resolve():
         raise DittoError(f"--out {dst} is the checkpoint itself; choose another path")
-    data = _read_zip_data(src)
+    data = read_zip_data(src)
     kept = {
         key: value
         for key, value in data.items()
@@ -281,7 +282,7 @@ def export_expert(src: str | os.PathLike, dst: str | os.PathLike) -> Path:
     dst.parent.mkdir(parents=True, exist_ok=True)
     if vecnormalize_path(src).is_file():
         _copy_atomic(vecnormalize_path(src), vecnormalize_path(dst))
-    _write_atomic(dst, write)
+    atomic_write(dst, write)
     return dst
 
 
@@ -322,7 +323,7 @@ def _schedule(value: Any):
 
 
 def _num_timesteps(path: Path) -> int:
-    return int(_read_zip_data(path).get("num_timesteps", 0))
+    return int(read_zip_data(path).get("num_timesteps", 0))
 
 
 def _resume_point(out: Path, ckpt: Path) -> Path | None:
@@ -378,7 +379,7 @@ def _restore_vecnormalize(venv, path: Path) -> None:
         raise DittoError(
             f"cannot resume: {path} (the VecNormalize statistics of the checkpoint) is missing"
         )
-    saved = _read_stats_pickle(path)
+    saved = read_stats_pickle(path)
     for name in ("obs_rms", "ret_rms"):
         src, dst = getattr(saved, name, None), getattr(venv, name)
         if src is None or getattr(src, "mean", None) is None:
@@ -399,26 +400,12 @@ class _Saver:
     def save(self, model, path: Path) -> None:
         norm = _normalizer(self.venv)
         if norm is not None:
-            _write_atomic(vecnormalize_path(path), lambda f: pickle.dump(norm, f))
-        _write_atomic(path, model.save)
-
-
-def _write_atomic(path: Path, write) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        with open(tmp, "wb") as f:
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
+            atomic_write(vecnormalize_path(path), lambda f: pickle.dump(norm, f))
+        atomic_write(path, model.save)
 
 
 def _copy_atomic(src: Path, dst: Path) -> None:
-    data = src.read_bytes()
-    _write_atomic(dst, lambda f: f.write(data))
+    atomic_write_bytes(dst, src.read_bytes())
 
 
 def _checkpoint_callback(every: int, save):
