@@ -1,4 +1,5 @@
 import json
+from dataclasses import replace
 
 import gymnasium as gym
 import h5py
@@ -8,7 +9,8 @@ import pytest
 from minari.data_collector.episode_buffer import EpisodeBuffer
 from PIL import UnidentifiedImageError
 
-from ditto.data import Dataset, DatasetWriter
+from ditto.cli import main
+from ditto.data import Dataset, DatasetWriter, open_datasets
 from ditto.data.minari_io import export_minari, import_minari
 from ditto.envs import env_spec, to_frame
 from ditto.errors import DatasetError
@@ -180,7 +182,9 @@ def test_import_resizes_rgb_images(tmp_path, minari_home):
     decoded = [episode.observations for episode in made.iterate_episodes()]
 
     dataset = import_minari("test/cartpole-rgb-v0", tmp_path / "out", progress=False)
-    assert dataset.spec == env_spec("CartPole-v1") and dataset.spec.obs_shape == (1, 64, 64)
+    # CartPole's spec, but not its label: ditto did not draw these frames.
+    assert dataset.spec == replace(env_spec("CartPole-v1"), pixels="minari:test/cartpole-rgb-v0")
+    assert dataset.spec.obs_shape == (1, 64, 64)
     for (_, actions), images, episode in zip(episodes, decoded, dataset, strict=True):
         assert np.array_equal(episode.observations, np.stack([to_frame(img) for img in images]))
         assert np.array_equal(episode.actions, actions)
@@ -290,3 +294,46 @@ def test_an_import_failing_at_its_first_episode_leaves_nothing(tmp_path, cartpol
     with pytest.raises(DatasetError, match="episode 0: .*7"):
         import_minari(str(path), tmp_path / "out", progress=False)
     assert not any((tmp_path / "out").iterdir())  # a retry starts afresh, not from an empty dataset
+
+
+@pytest.mark.filterwarnings("ignore::UserWarning")
+def test_an_import_is_labelled_by_its_source_and_mixes_only_when_asserted(
+    tmp_path, minari_home, cartpole_spec, capsys
+):
+    """Issue 26: frames from another's render() were labelled ditto-cartpole-1 and mixed."""
+    _write(tmp_path / "collected", cartpole_spec, lengths=(3,))
+    frames = np.zeros((4, 64, 64, 3), np.uint8)
+    _minari_dataset(
+        "test/gym-render-v0",
+        gym.spaces.Box(0, 255, (64, 64, 3), np.uint8),
+        gym.spaces.Discrete(2),
+        [(frames, np.array([0, 1, 1]))],
+        env="CartPole-v1",
+        jpeg_encoding=False,
+    )
+    imported = import_minari("test/gym-render-v0", tmp_path / "imported", progress=False)
+    assert imported.spec.pixels == "minari:test/gym-render-v0"
+    for order in ([tmp_path / "collected", imported.root], [imported.root, tmp_path / "collected"]):
+        with pytest.raises(DatasetError, match=r"does not mix.*--pixels ditto-cartpole-1") as info:
+            open_datasets(order)
+        assert "\n" not in str(info.value)
+    argv = ["train-world-model", "--data", str(tmp_path / "collected"), str(imported.root)]
+    assert main([*argv, "--out", str(tmp_path / "wm"), "--preset", "debug"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and err.count("\n") == 1 and "does not mix" in err
+
+    # The user who knows the frames match says so, and the datasets mix.
+    code = main(
+        ["dataset", "import-minari", "test/gym-render-v0", "--out", str(tmp_path / "asserted")]
+        + ["--pixels", "ditto-cartpole-1"]
+    )
+    assert code == 0 and "drawn by ditto-cartpole-1" in capsys.readouterr().out
+    assert len(open_datasets([tmp_path / "collected", tmp_path / "asserted"])) == 2
+
+
+def test_a_ditto_export_keeps_its_pixels_label(tmp_path, cartpole_spec):
+    _write(tmp_path / "ds", cartpole_spec, lengths=(3,))
+    path = export_minari(tmp_path / "ds", "ditto/label-v0")
+    assert import_minari(str(path), tmp_path / "back", progress=False).spec == cartpole_spec
+    with pytest.raises(DatasetError, match="frames drawn by 'ditto-cartpole-1', not 'render'"):
+        import_minari(str(path), tmp_path / "out", pixels="render", progress=False)

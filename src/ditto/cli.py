@@ -2,7 +2,7 @@
 
     ditto collect --env ENV --expert SPEC --episodes N --out DIR [--epsilon E] [--seed S] [--trust-pickle]
     ditto dataset info DIR [--json]
-    ditto dataset import-minari PATH_OR_ID --out DIR
+    ditto dataset import-minari PATH_OR_ID --out DIR [--env ENV] [--pixels LABEL]
     ditto dataset export-minari DIR --id NAMESPACE/NAME-v0
     ditto expert train --env ENV --algo ppo --steps N --out PATH
     ditto expert eval --env ENV --expert SPEC --episodes N [--json] [--trust-pickle]
@@ -60,7 +60,8 @@ def _print_summary(summary: dict, as_json: bool) -> None:
         return
     source = ", ".join(f"{k}={v}" for k, v in summary["source"].items()) or "unknown"
     print(
-        f"{summary['path']}: {summary['env_id']}, frames {tuple(summary['obs_shape'])}, source {source}"
+        f"{summary['path']}: {summary['env_id']}, frames {tuple(summary['obs_shape'])} drawn by "
+        f"{summary['pixels']}, source {source}"
     )
     print(f"  episodes {summary['episodes']}, steps {summary['steps']}")
     if summary["episodes"]:
@@ -74,7 +75,7 @@ def _print_summary(summary: dict, as_json: bool) -> None:
 def _cmd_import_minari(args: argparse.Namespace) -> None:
     from ditto.data.minari_io import import_minari
 
-    dataset = import_minari(args.source, args.out, env_id=args.env)
+    dataset = import_minari(args.source, args.out, env_id=args.env, pixels=args.pixels)
     _print_summary(dataset.summary(), as_json=False)
 
 
@@ -416,6 +417,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("source", metavar="PATH_OR_ID", help="Minari dataset id or its folder")
     p.add_argument("--out", required=True, help="new ditto dataset directory")
     p.add_argument("--env", default=None, help="env id, if the Minari dataset does not name one")
+    p.add_argument(
+        "--pixels",
+        default=None,
+        metavar="LABEL",
+        help="assert who drew the frames, e.g. ditto-cartpole-1 (what `ditto dataset info` shows "
+        "for data ditto collected), so that the import mixes with data drawn so; only if you know "
+        "the frames match. Default: a ditto export's own label, else minari:<dataset id>",
+    )
     p.set_defaults(func=_cmd_import_minari)
     p = sub.add_parser("export-minari", help="export to a local Minari dataset (lossless frames)")
     p.add_argument("dir", help="ditto dataset directory")

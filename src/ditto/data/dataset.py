@@ -19,7 +19,7 @@ import math
 import time
 from collections import Counter
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -245,6 +245,7 @@ class Dataset(Sequence[Episode]):
             "return_max": None if empty else float(returns.max()),
             "length_mean": None if empty else float(self.lengths.mean()),
             "obs_shape": list(self.spec.obs_shape),
+            "pixels": self.spec.pixels,
             "action": self.spec.action.to_json(),
             "source": self.metadata.get("source", {}),
             "format_version": self.metadata["format_version"],
@@ -276,12 +277,27 @@ def _read_metadata(root: Path) -> dict[str, Any]:
 
 
 def open_datasets(roots: Sequence[str | Path]) -> list[Dataset]:
-    """Open several datasets that must describe the same env (frames and actions)."""
+    """Open several datasets that must describe the same env (frames and actions), with
+    frames drawn the same way (`EnvSpec.pixels`)."""
     if not roots:
         raise DatasetError("no dataset given")
     datasets = [Dataset(root) for root in roots]
+    first = datasets[0]
     for other in datasets[1:]:
-        datasets[0].spec.check_compatible(
-            other.spec, f"dataset {other.root} (mixed with {datasets[0].root})"
-        )
+        what = f"dataset {other.root} (mixed with {first.root})"
+        first.spec.check_compatible(replace(other.spec, pixels=first.spec.pixels), what)
+        if other.spec.pixels != first.spec.pixels:
+            _refuse_mixed_pixels(first, other)
     return datasets
+
+
+def _refuse_mixed_pixels(first: Dataset, other: Dataset) -> None:
+    """Frames drawn differently would teach a world model two looks of one env; only the
+    user can know that an import's frames match another's, and says so when importing."""
+    labels = [first.spec.pixels, other.spec.pixels]
+    own = [label for label in labels if not label.startswith("minari:")]
+    raise DatasetError(
+        f"dataset {other.root} has frames drawn by {other.spec.pixels!r}, {first.root} by "
+        f"{first.spec.pixels!r}; ditto does not mix them (if the frames do match, import again "
+        f"with `ditto dataset import-minari ... --pixels {(own or labels)[0]}` to say so)"
+    )

@@ -15,10 +15,17 @@ lossy step), and records ditto's EnvSpec as a JSON string in the metadata key
 exactly. A dataset made elsewhere must have image observations (H, W, 3),
 (H, W, 1), (H, W) or (C, H, W) uint8: they are resized to ditto frames with
 `ditto.envs.to_frame`, the one place for pixel preprocessing.
+
+Who drew the frames (`EnvSpec.pixels`) is recorded as the dataset says: a ditto
+export keeps its label; any other import is labelled `minari:<dataset id>`, since
+ditto cannot know whether its frames look like the env's as ditto draws it. The
+caller who knows may assert a label (`pixels=`, `--pixels`), e.g. the one
+`ditto collect` records for the env, so that the import mixes with collected data.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import shutil
@@ -310,6 +317,7 @@ def import_minari(
     env_id: str | None = None,
     progress: bool = True,
     root: str | Path | None = None,
+    pixels: str | None = None,
 ) -> Dataset:
     """Write the local Minari dataset `path_or_id` as a ditto dataset at `out`.
 
@@ -320,7 +328,13 @@ def import_minari(
     they become (1, 64, 64) frames, the env id is its env_spec's (or `env_id`),
     and the action space that of the env as ditto makes it when registered, else
     the dataset's. Re-running into the same `out` resumes an interrupted import.
+
+    `pixels` asserts who drew the frames (`EnvSpec.pixels`, e.g. "ditto-cartpole-1"); by
+    default a ditto export keeps its own label and any other dataset is labelled
+    "minari:<dataset id>", never as a drawing ditto did not make.
     """
+    if pixels is not None and not pixels.strip():
+        raise DatasetError("--pixels needs a label, e.g. the one `ditto dataset info` shows")
     data, name = _locate(path_or_id, root)
     try:
         metadata = json.loads((data / _METADATA).read_text())
@@ -342,8 +356,14 @@ def import_minari(
             raise DatasetError(f"{data / _METADATA}: malformed {SPEC_KEY} ({exc})") from None
         if env_id is not None and env_id != spec.env_id:
             raise DatasetError(f"{name} was exported by ditto from {spec.env_id}, not {env_id}")
+        if pixels is not None and pixels != spec.pixels:
+            raise DatasetError(
+                f"{name} was exported by ditto with frames drawn by {spec.pixels!r}, not {pixels!r}"
+            )
     else:
         spec, layout = _foreign_spec(storage, metadata, env_id, name)
+        # The env's own label would claim a drawing ditto did not make (issue 26).
+        spec = dataclasses.replace(spec, pixels=pixels or f"minari:{dataset_id}")
 
     source = {"minari": dataset_id}
     writer = DatasetWriter(out, spec, source)
