@@ -182,7 +182,7 @@ def test_expert_eval_with_sticky_actions(capsys):
         (  # an OSError from deep inside: one line too
             ["collect", "--env", "CartPole-v1", "--expert", "random", "--episodes", "1"]
             + ["--out", "{tmp}/x/inside", "--num-envs", "1"],
-            "Not a directory",
+            r"x is a file, so --out .*x/inside cannot be made; choose another",
         ),
     ],
 )
@@ -203,6 +203,29 @@ def test_a_file_or_a_missing_folder_where_a_folder_is_expected(tmp_path, capsys)
     assert "metadata.json is a file; give the dataset's directory" in _one_line_error(capsys, *info)
     report = ["report", str(tmp_path / "nothing")]
     assert "nothing: no such directory" in _one_line_error(capsys, *report)
+
+
+def test_resume_of_a_run_stopped_before_its_first_checkpoint_starts_it_afresh(
+    tmp_path, capsys, make_dataset
+):
+    """It restarts as it was started (its own settings) and says so on one line."""
+    data, _ = make_dataset(name="data")
+    wm, agent, empty = tmp_path / "wm", tmp_path / "agent", tmp_path / "empty"
+    train_wm = ["train-world-model", "--data", str(data), "--out", str(wm), "--preset", "debug"]
+    train_bc = ["train", "--algo", "bc", "--expert-data", str(data), "--expert-episodes", "2"]
+    train_bc += ["--preset", "debug", "--steps", "2"]
+    assert run(capsys, *train_wm, "--steps", "2", "--set", "lr=0.002")[0] == 0
+    assert run(capsys, *train_bc, "--out", str(agent))[0] == 0
+    for run_dir in (wm, agent):
+        (run_dir / "checkpoint.safetensors").unlink()  # as if killed before its first checkpoint
+    empty.mkdir()  # as if killed before its config.json
+    said = "stopped before its first checkpoint; starting it afresh"
+    for argv, out in ((train_wm, wm), (train_bc, agent), (train_bc, empty)):
+        code, _, err = run(capsys, *argv, "--out", str(out), "--resume")
+        assert code == 0 and err.count(said) == 1 and "error" not in err, err
+        assert (out / "checkpoint.safetensors").is_file()
+    assert read_config(wm, "world_model")["world_model"]["lr"] == 0.002  # not the preset's
+    assert read_config(wm, "world_model")["world_model"]["steps"] == 2
 
 
 def test_a_count_below_its_minimum_is_an_argparse_error(capsys):

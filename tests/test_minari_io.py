@@ -231,6 +231,21 @@ def test_import_rejects_state_observations_and_bad_action_spaces(tmp_path, minar
         import_minari("test/multi-v0", tmp_path / "out", env_id="Unregistered-v0", progress=False)
 
 
+@pytest.mark.filterwarnings("ignore::UserWarning")
+def test_the_refusal_of_dict_observations_is_one_line(tmp_path, minari_home):
+    bound = np.linspace(1, 2, 17).astype(np.float32)  # str() of this Box spans several lines
+    state = gym.spaces.Box(-bound, bound, (17,), np.float32)
+    space = gym.spaces.Dict({"state": state, "pixels": gym.spaces.Box(0, 255, (8, 8), np.uint8)})
+    observations = {"state": np.zeros((3, 17), np.float32), "pixels": np.zeros((3, 8, 8), np.uint8)}
+    _minari_dataset(
+        "test/dict-v0", space, gym.spaces.Discrete(2), [(observations, np.array([0, 1]))]
+    )
+    with pytest.raises(DatasetError, match="not images") as info:
+        import_minari("test/dict-v0", tmp_path / "out", env_id="CartPole-v1", progress=False)
+    assert "\n" not in str(info.value)
+    assert "Dict(pixels: Box(8, 8) uint8, state: Box(17,) float32)" in str(info.value)
+
+
 def test_import_errors_for_missing_and_empty_datasets(tmp_path, minari_home):
     with pytest.raises(
         DatasetError, match=r"'nope/missing-v0' not found.*local Minari datasets"

@@ -462,6 +462,23 @@ def test_train_ppo_saves_checkpoints_and_resumes(tmp_path):
     assert actions and all(a in (0, 1) for a in actions)
 
 
+def test_expert_train_out_an_existing_folder_is_refused(tmp_path, capsys):
+    """`--out DIR` wrote DIR.zip beside the folder; now a one-line error, nothing written."""
+    from ditto.cli import main
+
+    (tmp_path / "experts").mkdir()
+    with pytest.raises(DittoError, match="experts is a folder; give a file path"):
+        train_ppo("CartPole-v1", 64, tmp_path / "experts", progress=False)
+    argv = ["expert", "train", "--env", "CartPole-v1", "--steps", "64"]
+    assert main([*argv, "--out", str(tmp_path / "experts")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and err.count("\n") == 1 and "is a folder" in err
+    (tmp_path / "named.zip").mkdir()  # a folder where the .zip would go
+    with pytest.raises(DittoError, match="named.zip is a folder"):
+        train_ppo("CartPole-v1", 64, tmp_path / "named", progress=False)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["experts", "named.zip"]
+
+
 def test_train_ppo_resumes_an_atari_expert_whose_frames_sb3_transposed(tmp_path):
     """SB3 records the image space channels-first, (4, 84, 84); the env gives (84, 84, 4)."""
     out = tmp_path / "pong.zip"

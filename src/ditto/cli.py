@@ -25,6 +25,7 @@ import argparse
 import json
 import sys
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -147,8 +148,8 @@ def _training_config(args: argparse.Namespace, section: str, **flags: Any) -> An
     flags (None: not given). A resumed run keeps its own config, so there only --steps may
     change, and without it the run finishes at its own length, not at the preset's."""
     from ditto.config import agent_config, world_model_config
-    from ditto.errors import ConfigError, DittoError
-    from ditto.runs import has_checkpoint, read_config
+    from ditto.errors import ConfigError
+    from ditto.runs import has_checkpoint
 
     settings: dict[str, Any] = {}
     for pair in args.set:
@@ -168,11 +169,9 @@ def _training_config(args: argparse.Namespace, section: str, **flags: Any) -> An
     overrides = {**settings, **given}
     make_config = world_model_config if section == "world_model" else agent_config
     out = Path(args.out)
-    if args.resume and not has_checkpoint(out):  # e.g. a mistyped --out
-        raise DittoError(f"{out} holds no checkpoint to resume; drop --resume to start a new run")
-    if not args.resume:
+    saved = _config_to_resume(out, section) if args.resume else None
+    if saved is None:
         return make_config(args.preset, **overrides)
-    saved = read_config(out, section)[section]
     config = make_config(args.preset, **{"steps": saved["steps"], **overrides})
     started = type(config).from_json(saved)
     for key in overrides:
@@ -182,7 +181,31 @@ def _training_config(args: argparse.Namespace, section: str, **flags: Any) -> An
                 "--resume continues a run as it was started (only --steps may change), "
                 "so drop the setting or use a new --out"
             )
-    return config
+    if has_checkpoint(out):
+        return config  # the trainer continues on the run's own config
+    _say_restarting(out)
+    return replace(started, steps=config.steps)  # afresh, but as it was started
+
+
+def _config_to_resume(out: Path, section: str) -> dict[str, Any] | None:
+    """The config (its `section`) of the run --resume continues in `out`, or None where a kill
+    before the run's config.json left its directory empty, so that it starts afresh. A run
+    stopped before its first checkpoint resumes from step 0, as its user would restart it;
+    a folder with no run in it, or none at all (a mistyped --out), is refused."""
+    from ditto.errors import DittoError
+    from ditto.io import holds_files
+    from ditto.runs import CONFIG, has_checkpoint, read_config
+
+    if has_checkpoint(out) or (out / CONFIG).is_file():
+        return read_config(out, section)[section]
+    if out.is_dir() and not holds_files(out):
+        _say_restarting(out)
+        return None
+    raise DittoError(f"{out} holds no checkpoint to resume; drop --resume to start a new run")
+
+
+def _say_restarting(out: Path) -> None:
+    print(f"{out} stopped before its first checkpoint; starting it afresh", file=sys.stderr)
 
 
 def _cmd_train_world_model(args: argparse.Namespace) -> None:
@@ -497,7 +520,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=None)
     p.add_argument("--device", default="auto", help="cpu, cuda, cuda:N or auto (default)")
     p.add_argument(
-        "--resume", action="store_true", help="continue the run in RUN from its checkpoint"
+        "--resume",
+        action="store_true",
+        help="continue the run in RUN from its checkpoint (a run stopped before its first "
+        "checkpoint starts afresh, with its own settings)",
     )
     p.add_argument(
         "--precision",
@@ -536,7 +562,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=None)
     p.add_argument("--device", default="auto")
     p.add_argument(
-        "--resume", action="store_true", help="continue the run in RUN from its checkpoint"
+        "--resume",
+        action="store_true",
+        help="continue the run in RUN from its checkpoint (a run stopped before its first "
+        "checkpoint starts afresh, with its own settings)",
     )
     p.add_argument("--horizon", type=int, default=None, help="imagination horizon H (default 15)")
     p.add_argument(

@@ -79,6 +79,18 @@ def atomic_save_npy(path: Path, array: np.ndarray) -> None:
     atomic_write(path, lambda f: np.save(f, np.ascontiguousarray(array), allow_pickle=False))
 
 
+def check_directory_path(directory: Path) -> None:
+    """Refuse an --out whose path holds a file where a directory should be, naming it (making
+    the directory would fail with only "[Errno 20] Not a directory")."""
+    if directory.exists() and not directory.is_dir():
+        raise DittoError(f"{directory} is a file; choose a directory for --out")
+    blocking = next((p for p in directory.parents if p.exists() and not p.is_dir()), None)
+    if blocking is not None:
+        raise DittoError(
+            f"{blocking} is a file, so --out {directory} cannot be made; choose another"
+        )
+
+
 @contextmanager
 def writer_lock(directory: str | os.PathLike) -> Iterator[None]:
     """Hold `directory` for this process's writes: a second writer given the same directory
@@ -90,8 +102,7 @@ def writer_lock(directory: str | os.PathLike) -> Iterator[None]:
     (the writer failed before writing), so that a refused command leaves nothing behind.
     """
     directory = Path(directory)
-    if directory.exists() and not directory.is_dir():
-        raise DittoError(f"{directory} is a file; choose a directory for --out")
+    check_directory_path(directory)
     made = [p for p in (directory, *directory.parents) if not p.exists()]  # deepest first
     fd = _lock(directory)
     try:

@@ -28,7 +28,7 @@ import numpy as np
 import ditto
 from ditto.data.episode import Episode
 from ditto.errors import DatasetError, DittoError
-from ditto.io import atomic_save_npy, atomic_write_json, holds_files
+from ditto.io import atomic_save_npy, atomic_write_json, check_directory_path, holds_files
 from ditto.specs import EnvSpec
 
 FORMAT = "ditto-episodes"
@@ -95,6 +95,7 @@ class DatasetWriter:
             spec.check_compatible(existing.spec, f"existing dataset {self.root}")
             self.metadata = existing.metadata
         else:
+            check_directory_path(self.root)
             if self.root.exists() and holds_files(self.root):
                 raise DatasetError(
                     f"{self.root} exists and is not a ditto dataset (no {METADATA}); choose an empty or new directory"

@@ -257,6 +257,18 @@ def _image_layout(space: gym.Space) -> str | None:
     return None
 
 
+def _describe(space: gym.Space) -> str:
+    """A space in one short line: str() prints a Box's bounds element by element, which
+    numpy wraps over several lines for a long state vector."""
+    if isinstance(space, gym.spaces.Box):
+        return f"Box{space.shape} {space.dtype}"
+    if isinstance(space, gym.spaces.Dict):
+        return "Dict(" + ", ".join(f"{k}: {_describe(v)}" for k, v in space.spaces.items()) + ")"
+    if isinstance(space, gym.spaces.Tuple):
+        return "Tuple(" + ", ".join(_describe(v) for v in space.spaces) + ")"
+    return " ".join(str(space).split())
+
+
 def _to_frames(observations: np.ndarray, layout: str, spec: EnvSpec) -> np.ndarray:
     channels, size, _ = spec.obs_shape
     images = np.asarray(observations)
@@ -279,8 +291,8 @@ def _foreign_spec(
     layout = _image_layout(space)
     if layout is None:
         raise DatasetError(
-            f"{name}: observations are {space}, not images; ditto learns from pixels and needs "
-            "uint8 image observations ((H, W, 3), (H, W) or (C, H, W))"
+            f"{name}: observations are {_describe(space)}, not images; ditto learns from pixels "
+            "and needs uint8 image observations ((H, W, 3), (H, W) or (C, H, W))"
         )
     if env_id is None and metadata.get("env_spec"):
         try:

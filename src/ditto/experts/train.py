@@ -306,8 +306,14 @@ def _without_moments(raw: bytes) -> bytes:
 
 
 def _zip_path(path: str | os.PathLike) -> Path:
-    out = Path(path).expanduser()
-    return out if out.name.endswith(".zip") else out.with_name(out.name + ".zip")
+    """The .zip file `path` names (SB3 adds .zip to a name without it). A folder is refused:
+    `DIR` would become a `DIR.zip` beside it, which no one asked for."""
+    given = Path(path).expanduser()
+    out = given if given.name.endswith(".zip") else given.with_name(given.name + ".zip")
+    folder = next((p for p in (given, out) if p.is_dir()), None)
+    if folder is not None:
+        raise DittoError(f"{folder} is a folder; give a file path, e.g. {folder / 'expert.zip'}")
+    return out
 
 
 def _schedule(value: Any):
