@@ -11,12 +11,12 @@ from ditto.agents.returns import lambda_returns
 from ditto.agents.rewards import SIMILARITIES, cosine, max_cosine, nearest_similarity, neg_l2
 from ditto.agents.rollout import imagine
 from ditto.agents.trainer import AgentTrainer, split_expert_episodes, train_agent
-from ditto.checkpoint import load_checkpoint
+from ditto.checkpoint import CheckpointError, load_checkpoint
 from ditto.config import AgentConfig, WorldModelConfig, agent_config, world_model_config
 from ditto.data import Dataset
 from ditto.errors import ConfigError, DittoError, SpecError
 from ditto.evaluation.protocol import agent_loader, evaluate_run, normalized_score, policy_snapshots
-from ditto.runs import CHECKPOINT, read_config
+from ditto.runs import CHECKPOINT, read_config, verify_run
 from ditto.specs import ActionSpec
 from ditto.world_model.trainer import TrainingDiverged, load_world_model, train_world_model
 
@@ -495,3 +495,29 @@ def test_pixel_bc_learns_with_frame_stack_and_augmentation(world, tmp_path):
     assert np.mean(values[-10:]) < 0.9 * np.mean(values[:5])
     saved = json.loads((tmp_path / "bc" / "config.json").read_text())["agent"]
     assert (saved["bc_frame_stack"], saved["bc_augment"]) == (4, True)
+
+
+def test_agent_checkpoints_are_recorded_and_a_changed_snapshot_is_refused(world, tmp_path):
+    config = agent_config(
+        "debug", algo="bc", expert_episodes=2, steps=3, checkpoint_every=1, keep_checkpoints=2
+    )
+    run = train_agent(config, world / "expert", tmp_path / "bc", progress=False).path
+    snapshots = policy_snapshots(run)
+    recorded = read_config(run, "agent")["checksums"]
+    # The snapshot dropped by keep_checkpoints is dropped from the record too.
+    assert sorted(recorded) == [CHECKPOINT, *(f"checkpoints/{p.name}" for p in snapshots)]
+    assert len(snapshots) == 2 and verify_run(run) == []
+    stray = run / "checkpoints" / "step_99999999.safetensors"  # put there by hand
+    stray.write_bytes(snapshots[0].read_bytes())
+    assert verify_run(run) == [
+        f"{stray}: no checksum recorded (written by an older ditto, or not by ditto)"
+    ]
+    stray.unlink()
+    damaged = bytearray(snapshots[-1].read_bytes())
+    damaged[-10] ^= 1
+    snapshots[-1].write_bytes(bytes(damaged))
+    assert verify_run(run) == [
+        f"{snapshots[-1]}: changed since it was written (its sha256 is not the recorded one)"
+    ]
+    with pytest.raises(CheckpointError, match=f"{snapshots[-1].name}: its contents do not match"):
+        evaluate_run(run, episodes=1, progress=False)

@@ -1,3 +1,4 @@
+import io
 import json
 import os
 import signal
@@ -8,7 +9,15 @@ import time
 import numpy as np
 import pytest
 
-from ditto.data import ChunkSampler, Dataset, DatasetWriter, Episode, WindowSampler, open_datasets
+from ditto.data import (
+    ChunkSampler,
+    Dataset,
+    DatasetWriter,
+    Episode,
+    WindowSampler,
+    open_datasets,
+    verify_dataset,
+)
 from ditto.envs import env_spec
 from ditto.errors import DatasetError, DittoError, SpecError
 
@@ -259,3 +268,92 @@ def test_interrupted_collection_leaves_a_readable_dataset(tmp_path):
 
     resumed = collect("CartPole-v1", "random", len(dataset) + 2, out, progress=False)
     assert len(resumed) == len(dataset) + 2
+
+
+def test_dataset_verify_reports_changed_and_missing_files(make_dataset, capsys):
+    from ditto.cli import main
+
+    path, episodes = make_dataset(lengths=(3, 4))
+    checksums = json.loads((path / "metadata.json").read_text())["checksums"]
+    assert len(checksums) == 6 and "episodes/000001.observations.npy" in checksums
+    assert verify_dataset(path) == []
+    assert main(["dataset", "verify", str(path)]) == 0
+    assert "every episode file matches" in capsys.readouterr().out
+
+    changed = path / "episodes" / "000001.rewards.npy"
+    data = bytearray(changed.read_bytes())
+    data[-1] ^= 1
+    changed.write_bytes(bytes(data))
+    (path / "episodes" / "000000.actions.npy").unlink()
+    assert main(["dataset", "verify", str(path)]) == 1
+    assert capsys.readouterr().out.splitlines() == [
+        f"{path}/episodes/000000.actions.npy: missing",
+        f"{changed}: changed since it was written (its sha256 is not the recorded one)",
+    ]
+    assert main(["dataset", "verify", str(path / "nothing")]) == 2  # not a dataset: bad input
+
+
+def test_a_full_disk_during_a_collection_keeps_the_episodes_written(
+    tmp_path, cartpole_spec, monkeypatch
+):
+    import errno
+
+    import ditto.io
+
+    rng = np.random.default_rng(0)
+    writer = DatasetWriter(tmp_path / "ds", cartpole_spec)
+    writer.add(random_episode(cartpole_spec, 5, rng))
+    real = ditto.io.atomic_write
+
+    def full_disk(path, write):  # half of the file lands, then the disk is full
+        def half(f):
+            whole = io.BytesIO()
+            write(whole)
+            f.write(whole.getvalue()[: len(whole.getvalue()) // 2])
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+        real(path, half)
+
+    monkeypatch.setattr(ditto.io, "atomic_write", full_disk)
+    with pytest.raises(DittoError, match="no space left on the device") as info:
+        writer.add(random_episode(cartpole_spec, 6, rng))
+    assert "\n" not in str(info.value)
+    monkeypatch.undo()
+    assert len(Dataset(tmp_path / "ds")) == 1 and verify_dataset(tmp_path / "ds") == []
+
+
+@pytest.mark.parametrize("killed_at", ["before the rename", "after the rename"])
+def test_a_recorded_write_killed_midway_leaves_a_file_its_record_accepts(
+    tmp_path, monkeypatch, killed_at
+):
+    """A run's checkpoint is replaced in place: its record must accept the file on disk at
+    every moment, or a preempted run would fail `ditto run verify`."""
+    import ditto.io
+    from ditto.io import atomic_write_recorded, checksum_problem, recorded_checksums
+
+    manifest, target = tmp_path / "config.json", tmp_path / "checkpoint.bin"
+    manifest.write_text("{}")
+    atomic_write_recorded(target, b"old", manifest)
+    real_record, real_write = ditto.io._record, ditto.io.atomic_write_bytes
+    records = []
+
+    def record(*args):
+        records.append(args)
+        if killed_at == "after the rename" and len(records) == 2:
+            raise KeyboardInterrupt
+        real_record(*args)
+
+    def write(*args):
+        if killed_at == "before the rename":
+            raise KeyboardInterrupt
+        real_write(*args)
+
+    monkeypatch.setattr(ditto.io, "_record", record)
+    monkeypatch.setattr(ditto.io, "atomic_write_bytes", write)
+    with pytest.raises(KeyboardInterrupt):
+        atomic_write_recorded(target, b"new", manifest)
+    monkeypatch.undo()
+    assert target.read_bytes() == (b"old" if killed_at == "before the rename" else b"new")
+    assert checksum_problem(target, recorded_checksums(manifest)["checkpoint.bin"]) is None
+    atomic_write_recorded(target, b"newer", manifest)  # the next write settles the record
+    assert isinstance(recorded_checksums(manifest)["checkpoint.bin"], str)

@@ -335,3 +335,74 @@ def test_validation_filters_as_much_context_as_the_held_out_episodes_hold(make_d
     metrics = trainer.validate()
     assert metrics["val/open_loop_context"] == longest - config.open_loop_horizon
     assert (tmp_path / "run" / "diagnostics" / "open_loop.png").stat().st_size > 0
+
+
+def test_a_changed_checkpoint_is_refused_on_load_and_reported_by_run_verify(
+    make_dataset, tmp_path, capsys
+):
+    from ditto.cli import main
+
+    path, _ = make_dataset()
+    run = tmp_path / "run"
+    train_world_model([path], run, world_model_config("debug", steps=2), progress=False)
+    assert main(["run", "verify", str(run)]) == 0
+    assert "every checkpoint file matches" in capsys.readouterr().out
+    good = (run / CHECKPOINT).read_bytes()
+    damaged = bytearray(good)
+    damaged[-50] ^= 1  # one bit of a tensor
+    (run / CHECKPOINT).write_bytes(bytes(damaged))
+    with pytest.raises(CheckpointError, match="do not match the sha256 recorded") as info:
+        load_world_model(run)
+    assert str(run / CHECKPOINT) in str(info.value) and "\n" not in str(info.value)
+    assert main(["run", "verify", str(run)]) == 1
+    assert capsys.readouterr().out.splitlines() == [
+        f"{run / CHECKPOINT}: changed since it was written (its sha256 is not the recorded one)"
+    ]
+    (run / CHECKPOINT).unlink()
+    assert main(["run", "verify", str(run)]) == 1
+    assert capsys.readouterr().out.splitlines() == [f"{run / CHECKPOINT}: missing"]
+    (run / CHECKPOINT).write_bytes(good)
+    assert load_world_model(run).step == 2
+
+
+def test_a_full_disk_during_a_checkpoint_keeps_the_last_one(
+    make_dataset, tmp_path, monkeypatch, capsys
+):
+    import errno
+    import io
+    import os
+
+    import ditto.io
+    from ditto.cli import main
+
+    path, _ = make_dataset()
+    run = tmp_path / "run"
+    train_world_model([path], run, world_model_config("debug", steps=2), progress=False)
+    before = load_world_model(run).digest
+    real = ditto.io.atomic_write
+
+    def full_disk(target, write):  # half of the checkpoint lands, then the disk is full
+        def half(f):
+            whole = io.BytesIO()
+            write(whole)
+            f.write(whole.getvalue()[: len(whole.getvalue()) // 2])
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+        real(target, half if target.name == CHECKPOINT else write)
+
+    monkeypatch.setattr(ditto.io, "atomic_write", full_disk)
+    argv = ["train-world-model", "--data", str(path), "--out", str(run), "--preset", "debug"]
+    assert main([*argv, "--steps", "4", "--resume"]) == 2
+    stderr = capsys.readouterr().err
+    err = [line for line in stderr.splitlines() if line.startswith("error")]
+    assert (
+        "Traceback" not in stderr
+        and len(err) == 1
+        and "no space left on the device" in err[0]
+        and CHECKPOINT in err[0]
+    )
+    monkeypatch.undo()
+    assert load_world_model(run).step == 2 and load_world_model(run).digest == before
+    assert main(["run", "verify", str(run)]) == 0  # the last good state, as recorded
+    assert main([*argv, "--steps", "4", "--resume"]) == 0  # and it resumes
+    assert load_world_model(run).step == 4

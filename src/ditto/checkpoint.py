@@ -5,10 +5,15 @@
     ckpt.restore("model", model); ckpt.restore("optim", optimizer)
 
 Written atomically: a crash or Ctrl-C during a save leaves the previous file.
+Each file records the sha256 of its contents (header and tensors) in its header, and
+loading refuses one that no longer matches it: a damaged or edited checkpoint never
+trains or acts. `record_in` also keeps the file's sha256 in a run's config.json (see
+`ditto run verify`).
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,7 +25,7 @@ from safetensors.torch import save as save_safetensors
 
 import ditto
 from ditto.errors import DittoError
-from ditto.io import atomic_write_bytes
+from ditto.io import atomic_write_bytes, atomic_write_recorded
 
 
 class CheckpointError(DittoError):
@@ -59,14 +64,26 @@ def _unflatten(value: Any, tensors: dict[str, torch.Tensor]) -> Any:
     return value
 
 
+def _digest(header: dict[str, Any], tensors: dict[str, torch.Tensor]) -> str:
+    """sha256 of a checkpoint's header (without its digest) and tensors, in a fixed order."""
+    digest = hashlib.sha256(json.dumps(header, sort_keys=True).encode())
+    for name in sorted(tensors):
+        tensor = tensors[name].contiguous()
+        digest.update(f"{name}:{tensor.dtype}:{tuple(tensor.shape)}".encode())
+        digest.update(tensor.view(-1).view(torch.uint8).numpy())
+    return digest.hexdigest()
+
+
 def save_checkpoint(
     path: str | Path,
     stateful: dict[str, Any],
     *,
     tensors: dict[str, torch.Tensor] | None = None,
     meta: dict[str, Any] | None = None,
+    record_in: Path | None = None,
 ) -> None:
-    """Save the state dicts of `stateful` (modules, optimizers), extra tensors and JSON metadata."""
+    """Save the state dicts of `stateful` (modules, optimizers), extra tensors and JSON metadata;
+    with `record_in` (a run's config.json), keep the file's sha256 there too."""
     flat: dict[str, torch.Tensor] = {}
     structure = {
         name: _flatten(f"state/{name}", obj.state_dict(), flat) for name, obj in stateful.items()
@@ -74,7 +91,13 @@ def save_checkpoint(
     for name, tensor in (tensors or {}).items():
         flat[f"tensor/{name}"] = tensor.detach().cpu().contiguous()
     header = {"ditto_version": ditto.__version__, "structure": structure, "meta": meta or {}}
-    atomic_write_bytes(Path(path), save_safetensors(flat, metadata={"ditto": json.dumps(header)}))
+    # Over the header as loading will read it back (JSON turns tuples into lists, keys into str).
+    header["sha256"] = _digest(json.loads(json.dumps(header)), flat)
+    data = save_safetensors(flat, metadata={"ditto": json.dumps(header)})
+    if record_in is None:
+        atomic_write_bytes(Path(path), data)
+    else:
+        atomic_write_recorded(Path(path), data, record_in)
 
 
 @dataclass
@@ -115,6 +138,14 @@ def load_checkpoint(path: str | Path) -> Checkpoint:
         with safe_open(str(path), framework="pt") as f:
             header = json.loads(f.metadata()["ditto"])
             tensors = {key: f.get_tensor(key) for key in f.keys()}  # noqa: SIM118 - not a dict
+        if not isinstance(header, dict) or "structure" not in header:
+            raise KeyError("structure")
     except (SafetensorError, OSError, KeyError, TypeError, json.JSONDecodeError) as exc:
         raise CheckpointError(f"{path}: not a readable ditto checkpoint ({exc})") from None
+    recorded = header.pop("sha256", None)  # None: saved before checkpoints recorded one
+    if recorded is not None and recorded != _digest(header, tensors):
+        raise CheckpointError(
+            f"{path}: its contents do not match the sha256 recorded when it was saved (the file "
+            "is damaged or was changed); restore it from a copy or train again"
+        )
     return Checkpoint(path, header.get("meta", {}), header["structure"], tensors)

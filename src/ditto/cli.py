@@ -4,6 +4,8 @@
     ditto dataset info DIR [--json]
     ditto dataset import-minari PATH_OR_ID --out DIR [--env ENV] [--pixels LABEL]
     ditto dataset export-minari DIR --id NAMESPACE/NAME-v0
+    ditto dataset verify DIR                every episode file against its recorded sha256
+    ditto run verify RUN                    every checkpoint against its recorded sha256
     ditto expert train --env ENV --algo ppo --steps N --out PATH
     ditto expert eval --env ENV --expert SPEC --episodes N [--json] [--trust-pickle]
     ditto train-world-model --data DIR [DIR ...] --out RUN [--preset P] [--steps N] [--set KEY=VALUE ...]
@@ -71,6 +73,28 @@ def _print_summary(summary: dict, as_json: bool) -> None:
             f"(min {summary['return_min']:.2f}, max {summary['return_max']:.2f}), "
             f"mean length {summary['length_mean']:.1f}"
         )
+
+
+def _report_problems(what: Path, problems: list[str], noun: str) -> int:
+    """Print one line per problem (exit status 1), or that all is well (0)."""
+    for problem in problems:
+        print(problem)
+    if problems:
+        return 1
+    print(f"{what}: every {noun} file matches its recorded sha256")
+    return 0
+
+
+def _cmd_dataset_verify(args: argparse.Namespace) -> int:
+    from ditto.data import verify_dataset
+
+    return _report_problems(Path(args.dir), verify_dataset(args.dir), "episode")
+
+
+def _cmd_run_verify(args: argparse.Namespace) -> int:
+    from ditto.runs import verify_run
+
+    return _report_problems(Path(args.run), verify_run(args.run), "checkpoint")
 
 
 def _cmd_import_minari(args: argparse.Namespace) -> None:
@@ -436,6 +460,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("dir", help="dataset directory")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.set_defaults(func=_cmd_dataset_info)
+    p = sub.add_parser(
+        "verify",
+        help="check every episode file against the sha256 metadata.json records; one line per "
+        "file that changed or is missing (exit status 1), exit status 0 when all match",
+    )
+    p.add_argument("dir", help="dataset directory")
+    p.set_defaults(func=_cmd_dataset_verify)
     p = sub.add_parser("import-minari", help="import a local Minari dataset (never downloads)")
     p.add_argument("source", metavar="PATH_OR_ID", help="Minari dataset id or its folder")
     p.add_argument("--out", required=True, help="new ditto dataset directory")
@@ -481,6 +512,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("checkpoint", help="SB3 checkpoint (.zip), e.g. from ditto expert train")
     p.add_argument("--out", required=True, help="path of the exported expert (.zip)")
     p.set_defaults(func=_cmd_expert_export)
+
+    run = commands.add_parser("run", help="check training runs")
+    sub = run.add_subparsers(dest="run_command", required=True, metavar="COMMAND")
+    p = sub.add_parser(
+        "verify",
+        help="check a run's checkpoints against the sha256 its config.json records; one line per "
+        "file that changed or is missing (exit status 1), exit status 0 when all match",
+    )
+    p.add_argument("run", metavar="RUN", help="world-model or agent run directory")
+    p.set_defaults(func=_cmd_run_verify)
 
     p = commands.add_parser("train-world-model", help="train a reward-free world model on datasets")
     p.add_argument(
@@ -826,14 +867,14 @@ def main(argv: list[str] | None = None) -> int:
     from ditto.errors import DittoError
 
     try:
-        args.func(args)
+        code = args.func(args)  # None, or a command's own status (verify: 1 for a mismatch)
     except (DittoError, OSError) as exc:  # OSError: a full disk, no permission, ...
         print(f"error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("interrupted; finished work is saved", file=sys.stderr)
         return 130
-    return 0
+    return code or 0
 
 
 if __name__ == "__main__":

@@ -1,7 +1,12 @@
 """Atomic file writes: a reader (or a crash, or Ctrl-C) never sees a half-written file.
 
 Each write goes to a temporary file in the same directory, is flushed to disk,
-then renamed over the target (rename is atomic on POSIX file systems).
+then renamed over the target (rename is atomic on POSIX file systems). A write that
+fails (a full disk) leaves the previous file as it was.
+
+Checksums: a dataset's metadata.json and a run's config.json keep the sha256 of the
+files beside them under "checksums" (paths relative to the JSON file's directory), so
+that `ditto dataset verify` and `ditto run verify` can tell a changed or missing file.
 
 And one writer per directory: `writer_lock(out)` holds an output directory for the
 process that writes it (a training run, a collection, a sweep).
@@ -9,6 +14,8 @@ process that writes it (a training run, a collection, a sweep).
 
 from __future__ import annotations
 
+import errno
+import hashlib
 import json
 import os
 import tempfile
@@ -27,6 +34,7 @@ except ImportError:  # Windows: no advisory locks; directories are not guarded t
     fcntl = None
 
 LOCK = ".ditto.lock"
+CHECKSUMS = "checksums"
 
 
 def _umask() -> int:
@@ -43,6 +51,19 @@ _FILE_MODE = (
 def atomic_write(path: Path, write: Callable[[IO[bytes]], None]) -> None:
     """Write `path` atomically: `write(f)` fills a temporary file that then replaces it."""
     path = Path(path)
+    try:
+        _atomic_write(path, write)
+    except OSError as exc:
+        if exc.errno in (errno.ENOSPC, errno.EDQUOT):  # say what happened to the files, once
+            raise DittoError(
+                f"no space left on the device to write {path}; nothing was replaced, so the "
+                "last good state is kept: free some space, then run the command again "
+                "(a training run with --resume)"
+            ) from None
+        raise
+
+
+def _atomic_write(path: Path, write: Callable[[IO[bytes]], None]) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
@@ -89,6 +110,75 @@ def check_directory_path(directory: Path) -> None:
         raise DittoError(
             f"{blocking} is a file, so --out {directory} cannot be made; choose another"
         )
+
+
+def sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def checksum_problem(path: Path, recorded: str | list[str | None] | None) -> str | None:
+    """What is wrong with `path` against its `recorded` checksum (a list while a write was
+    under way: any of them, None meaning absent), or None if it matches."""
+    if recorded is None:
+        return f"{path}: no checksum recorded (written by an older ditto, or not by ditto)"
+    accepted = recorded if isinstance(recorded, list) else [recorded]
+    if not path.is_file():
+        return None if None in accepted else f"{path}: missing"
+    if sha256_file(path) not in accepted:
+        return f"{path}: changed since it was written (its sha256 is not the recorded one)"
+    return None
+
+
+def recorded_checksums(manifest: Path) -> dict[str, Any]:
+    """The checksums the JSON file `manifest` records ({} if none, or if it is unreadable)."""
+    try:
+        data = json.loads(Path(manifest).read_text())
+    except (OSError, ValueError):
+        return {}
+    found = data.get(CHECKSUMS) if isinstance(data, dict) else None
+    return found if isinstance(found, dict) else {}
+
+
+def _record(manifest: Path, name: str, value: Any) -> None:
+    """Set (or, with None, drop) the checksum of `name` in `manifest`, atomically."""
+    data = json.loads(manifest.read_text())
+    checksums = dict(data.get(CHECKSUMS) or {})
+    if value is None:
+        checksums.pop(name, None)
+    else:
+        checksums[name] = value
+    atomic_write_json(manifest, {**data, CHECKSUMS: checksums})
+
+
+def atomic_write_recorded(path: Path, data: bytes, manifest: Path) -> None:
+    """Write `path` atomically and keep its sha256 in the JSON file `manifest`.
+
+    Whenever the writer dies (a kill, a full disk), the file on disk matches a recorded
+    checksum: the new one is recorded beside the old before the rename, alone after it.
+    """
+    path, manifest = Path(path), Path(manifest)
+    name = path.relative_to(manifest.parent).as_posix()
+    before = recorded_checksums(manifest).get(name)  # None: there was no file
+    accepted = before if isinstance(before, list) else [before]
+    digest = hashlib.sha256(data).hexdigest()
+    _record(manifest, name, [*(d for d in accepted if d != digest), digest])
+    atomic_write_bytes(path, data)
+    _record(manifest, name, digest)
+
+
+def remove_recorded(path: Path, manifest: Path) -> None:
+    """Delete `path` and its checksum; meanwhile the record accepts the file or its absence,
+    so that a kill at any moment leaves neither an unrecorded file nor a missing one."""
+    path, manifest = Path(path), Path(manifest)
+    name = path.relative_to(manifest.parent).as_posix()
+    before = recorded_checksums(manifest).get(name)
+    _record(manifest, name, [*(before if isinstance(before, list) else [before]), None])
+    path.unlink(missing_ok=True)
+    _record(manifest, name, None)
 
 
 @contextmanager

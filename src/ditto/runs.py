@@ -6,6 +6,9 @@ RUN/events.*                the same scalars for TensorBoard
 RUN/checkpoint.safetensors  the latest full training state
 RUN/eval.json               an agent run's score (`ditto evaluate --save`, sweeps)
 
+config.json's "checksums" keeps the sha256 of each checkpoint the run holds (see
+`verify_run`, `ditto run verify`); the trainers update it with every checkpoint.
+
 The inputs a config.json names (a world model's datasets; an agent's world model and expert
 data) are stored relative to the run where they share a root with it, absolute otherwise, so
 that a tree of runs and data still works when it is moved or copied as a whole.
@@ -24,9 +27,17 @@ import torch
 import ditto
 from ditto.checkpoint import Checkpoint
 from ditto.errors import DittoError
-from ditto.io import atomic_write_bytes, atomic_write_json, holds_files
+from ditto.io import (
+    CHECKSUMS,
+    atomic_write_bytes,
+    atomic_write_json,
+    checksum_problem,
+    holds_files,
+    recorded_checksums,
+)
 
 CHECKPOINT = "checkpoint.safetensors"
+SNAPSHOTS = "checkpoints"  # an agent run's policy snapshots
 CONFIG = "config.json"
 METRICS = "metrics.jsonl"
 EVAL = "eval.json"
@@ -101,13 +112,46 @@ PATHS_KEY, PATHS_RELATIVE_TO_RUN = "paths_relative_to", "run"
 
 
 def write_config(run: Path, config: dict[str, Any]) -> None:
-    """Write a run's config.json, its input paths stored as `stored_path` makes them."""
+    """Write a run's config.json, its input paths stored as `stored_path` makes them, and the
+    checksums of the files the run already holds kept."""
     run = Path(run)
     inputs = {
         key: _each_path(config[key], lambda path: stored_path(run, path))
         for key in INPUTS[config["kind"]]
     }
-    atomic_write_json(run / CONFIG, {**config, **inputs, PATHS_KEY: PATHS_RELATIVE_TO_RUN})
+    checksums = recorded_checksums(run / CONFIG)
+    atomic_write_json(
+        run / CONFIG,
+        {**config, **inputs, PATHS_KEY: PATHS_RELATIVE_TO_RUN, CHECKSUMS: checksums},
+    )
+
+
+def verify_run(run: Path) -> list[str]:
+    """One line per file of `run` that is missing or changed since it was written (checked
+    against the sha256 its config.json records); empty when all match."""
+    run = Path(run)
+    path = run / CONFIG
+    if not path.is_file():
+        raise DittoError(f"{run}: not a ditto run (no {CONFIG})")
+    try:
+        saved = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise DittoError(f"{path} is damaged ({exc}); restore the file") from None
+    if (
+        not isinstance(saved, dict)
+        or not isinstance(saved.get("kind"), str)
+        or saved["kind"] not in RUN_KINDS
+    ):
+        raise DittoError(f"{run}: not a ditto run ({path} is not a run's config)")
+    checksums = saved.get(CHECKSUMS)
+    if not isinstance(checksums, dict):
+        return [f"{path}: records no checksums (written by an older ditto); nothing to verify"]
+    # Every checkpoint is recorded before it appears (see io.atomic_write_recorded), so one
+    # that is not was saved by an older ditto or put there by hand.
+    found = [run / CHECKPOINT, *sorted((run / SNAPSHOTS).glob("*.safetensors"))]
+    names = {p.relative_to(run).as_posix() for p in found if p.is_file()} | set(checksums)
+    problems = (checksum_problem(run / name, checksums.get(name)) for name in sorted(names))
+    return [problem for problem in problems if problem is not None]
 
 
 def stored_path(run: Path, path: str | os.PathLike) -> str:

@@ -35,9 +35,11 @@ from ditto.config import AgentConfig
 from ditto.data import Dataset, Episode
 from ditto.device import resolve_device, use_bf16
 from ditto.errors import DittoError
-from ditto.io import writer_lock
+from ditto.io import remove_recorded, writer_lock
 from ditto.runs import (
     CHECKPOINT,
+    CONFIG,
+    SNAPSHOTS,
     MetricsLog,
     check_resumed_input,
     check_resumed_length,
@@ -51,7 +53,6 @@ from ditto.runs import (
 )
 from ditto.world_model.trainer import TrainingDiverged, WorldModelRun, load_world_model
 
-SNAPSHOTS = "checkpoints"
 LATENT_ALGOS = {"ditto": Ditto, "dbc": DBC, "dgail": DGail}
 
 
@@ -206,7 +207,11 @@ class AgentTrainer:
     def save(self) -> None:
         meta = {"step": self.step, "generator": self.generator.get_state().tolist()}
         save_checkpoint(
-            self.out / CHECKPOINT, self._stateful(), tensors=rng_tensors(self.device), meta=meta
+            self.out / CHECKPOINT,
+            self._stateful(),
+            tensors=rng_tensors(self.device),
+            meta=meta,
+            record_in=self.out / CONFIG,
         )
 
     def save_snapshot(self) -> None:
@@ -216,9 +221,10 @@ class AgentTrainer:
             folder / f"step_{self.step:08d}.safetensors",
             {"policy": self.deployed},
             meta={"step": self.step},
+            record_in=self.out / CONFIG,
         )
         for old in sorted(folder.glob("step_*.safetensors"))[: -self.config.keep_checkpoints]:
-            old.unlink()
+            remove_recorded(old, self.out / CONFIG)
 
     def _load(self) -> None:
         checkpoint = load_checkpoint(self.out / CHECKPOINT)

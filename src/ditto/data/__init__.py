@@ -1,6 +1,6 @@
 """Recorded episodes: the Episode type, datasets on disk, window sampling, collection."""
 
-from ditto.data.dataset import Dataset, DatasetWriter, EpisodeInfo, open_datasets
+from ditto.data.dataset import Dataset, DatasetWriter, EpisodeInfo, open_datasets, verify_dataset
 from ditto.data.episode import Episode
 from ditto.data.sampler import ChunkSampler, WindowBatch, WindowSampler
 
@@ -13,4 +13,5 @@ __all__ = [
     "WindowBatch",
     "WindowSampler",
     "open_datasets",
+    "verify_dataset",
 ]

@@ -1,6 +1,6 @@
 """Episode datasets on disk: a directory of .npy files plus one metadata.json.
 
-    DIR/metadata.json                       env spec, source, per-episode stats
+    DIR/metadata.json                       env spec, source, per-episode stats, checksums
     DIR/episodes/000000.observations.npy    (T+1, C, H, W) uint8
     DIR/episodes/000000.actions.npy         (T,) int64 or (T, A) float32
     DIR/episodes/000000.rewards.npy         (T,) float32
@@ -10,6 +10,10 @@ interrupted collection leaves every episode listed in metadata.json complete
 and readable; files of an episode that never made it into the metadata are
 ignored (and overwritten by the next writer). Reading is lazy: observations
 are memory-mapped, so a dataset larger than RAM can be sampled.
+
+metadata.json records the sha256 of every episode file it lists ("checksums", in
+the same atomic write that lists the episode): `verify_dataset` (`ditto dataset
+verify`) reads every file back and reports the ones that changed or are missing.
 """
 
 from __future__ import annotations
@@ -28,7 +32,15 @@ import numpy as np
 import ditto
 from ditto.data.episode import Episode
 from ditto.errors import DatasetError, DittoError
-from ditto.io import atomic_save_npy, atomic_write_json, check_directory_path, holds_files
+from ditto.io import (
+    CHECKSUMS,
+    atomic_save_npy,
+    atomic_write_json,
+    check_directory_path,
+    checksum_problem,
+    holds_files,
+    sha256_file,
+)
 from ditto.specs import EnvSpec
 
 FORMAT = "ditto-episodes"
@@ -108,6 +120,7 @@ class DatasetWriter:
                 "env": spec.to_json(),
                 "source": dict(source or {}),
                 "episodes": [],
+                CHECKSUMS: {},
             }
             self.root.mkdir(parents=True, exist_ok=True)
 
@@ -132,8 +145,12 @@ class DatasetWriter:
             "actions": actions,
             "rewards": episode.rewards.astype(np.float32),
         }
+        # A dataset from before checksums were recorded gets them for its new episodes only.
+        checksums = self.metadata.setdefault(CHECKSUMS, {})
         for field in _FIELDS:
-            atomic_save_npy(_episode_file(self.root, index, field), arrays[field])
+            path = _episode_file(self.root, index, field)
+            atomic_save_npy(path, arrays[field])
+            checksums[path.relative_to(self.root).as_posix()] = sha256_file(path)
         info = EpisodeInfo(
             index,
             episode.length,
@@ -275,6 +292,29 @@ def _read_metadata(root: Path) -> dict[str, Any]:
             f"(this ditto reads version {FORMAT_VERSION})"
         )
     return metadata
+
+
+def verify_dataset(root: str | Path) -> list[str]:
+    """One line per episode file of the dataset at `root` that is missing or changed since it
+    was written (checked against the sha256 metadata.json records); empty when all match.
+    Files of episodes metadata.json does not list are not the dataset's, and not checked."""
+    root = Path(root)
+    metadata = _read_metadata(root)
+    checksums = metadata.get(CHECKSUMS)
+    if not isinstance(checksums, dict):
+        return [f"{root / METADATA}: records no checksums (written by an older ditto)"]
+    try:
+        indices = [EpisodeInfo.from_json(e).index for e in metadata["episodes"]]
+    except (KeyError, TypeError, ValueError) as exc:
+        raise DatasetError(f"{root / METADATA}: malformed metadata ({exc})") from None
+    problems = []
+    for index in indices:
+        for field in _FIELDS:
+            path = _episode_file(root, index, field)
+            problem = checksum_problem(path, checksums.get(path.relative_to(root).as_posix()))
+            if problem is not None:
+                problems.append(problem)
+    return problems
 
 
 def open_datasets(roots: Sequence[str | Path]) -> list[Dataset]:

@@ -33,6 +33,7 @@ from ditto.errors import ConfigError, DittoError
 from ditto.io import writer_lock
 from ditto.runs import (
     CHECKPOINT,
+    CONFIG,
     MetricsLog,
     check_resumed_input,
     check_resumed_length,
@@ -214,6 +215,7 @@ class WorldModelTrainer:
             {"model": self.model, "optim": self.optimizer},
             tensors=tensors,
             meta=meta,
+            record_in=self.out / CONFIG,
         )
 
     def _load(self) -> None:
