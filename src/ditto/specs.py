@@ -134,7 +134,9 @@ class EnvSpec:
     env_id: str
     obs_shape: tuple[int, int, int]
     action: ActionSpec
-    pixels: str = "render"  # who draws the frames: the env's own render, or a ditto drawing (envs/cartpole.py)
+    # who drew the frames: "render" (the env's own), a ditto drawing ("ditto-cartpole-1"),
+    # or an imported dataset's source ("minari:<id>")
+    pixels: str = "render"
 
     def __post_init__(self) -> None:
         if len(self.obs_shape) != 3 or self.obs_shape[0] not in (1, 3):
