@@ -9,7 +9,7 @@ from ditto.cli import main
 from ditto.config import world_model_config
 from ditto.data.collect import collect
 from ditto.errors import DittoError
-from ditto.evaluation.probe import latent_probe, ridge_r2
+from ditto.evaluation.probe import latent_probe, located, ridge_r2
 from ditto.world_model.trainer import train_world_model
 
 
@@ -33,6 +33,16 @@ def test_ridge_r2_finds_a_linear_quantity_and_not_noise():
     assert r2["noise"] > -0.1
 
 
+def test_located_finds_a_single_block_and_skips_crowded_channels():
+    cells = np.eye(4)[[0, 1, 2, 3, 1]]  # one block a frame, in 4 cells
+    crowded = np.ones((5, 4))
+    test_y = np.concatenate([cells, crowded], axis=1)
+    predicted = np.concatenate([cells * 0.3 + 0.1, crowded], axis=1)
+    predicted[4, :4] = [0.9, 0.2, 0.0, 0.0]  # the last frame's block is missed
+    groups = {"ball": [0, 1, 2, 3], "bricks": [4, 5, 6, 7]}
+    assert located(predicted, test_y, groups) == {"ball": 0.8}
+
+
 @pytest.fixture(scope="module")
 def breakout_world_model(tmp_path_factory):
     root = tmp_path_factory.mktemp("probe")
@@ -50,6 +60,7 @@ def test_probe_reports_every_object_of_the_game(breakout_world_model, capsys):
     # The frame draws every cell, so a linear read of its pixels finds the paddle.
     assert report["r2"]["paddle"]["frame"] > 0.5
     assert all(-5 < r["latent"] <= 1 for r in report["r2"].values())  # no blow-up (was -1e4)
+    assert report["located"]["paddle"]["frame"] > 0.5 and "brick" not in report["located"]
 
     assert main(["probe", str(breakout_world_model), "--episodes", "4", "--json", "--save"]) == 0
     printed = json.loads(capsys.readouterr().out)
