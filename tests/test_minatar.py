@@ -69,8 +69,8 @@ def test_unknown_minatar_game_is_one_clear_error():
     assert len(MINATAR_GAMES) == 5
 
 
-def play(env_id, seed, steps):
-    env = make_env(env_id, max_episode_steps=steps)
+def play(env_id, seed, steps, sticky_actions=False):
+    env = make_env(env_id, max_episode_steps=steps, sticky_actions=sticky_actions)
     expert = make_expert("scripted", env_id, seed=seed)
     frame, _ = env.reset(seed=seed)
     actions, total, done = [], 0.0, False
@@ -90,6 +90,10 @@ def test_breakout_expert_keeps_the_ball_in_play_and_varies_its_game():
     assert min(total_a, total_b) >= 10
     assert actions_a != actions_b
     assert play("MinAtar/Breakout-v1", 0, 300)[1] == actions_a  # reproducible from its seed
+    # It waits under the landing column with steps to spare, so a repeated action (sticky
+    # actions, 10%) rarely loses the ball; catching at the last step lost it within ~100.
+    for seed in (0, 1, 2):
+        assert len(play("MinAtar/Breakout-v1", seed, 300, sticky_actions=True)[1]) == 300
 
 
 @pytest.mark.slow

@@ -110,24 +110,34 @@ def _progress(game) -> float:
 
 
 class MinAtarBreakoutExpert(Expert):
-    """Breakout: move the paddle to where the ball will come down, varying the return.
+    """Breakout: wait under where the ball will come down, varying the return.
 
     The ball's path to the paddle's row is simulated on a copy of the game (bricks and
-    walls included; it is deterministic). The paddle returns the ball from either of the
-    two columns that catch it (straight back, or on at an angle), chosen at random, and
-    when it has steps to spare it takes a random action with probability `wander`: the
-    ball then takes new paths instead of repeating one loop, and episodes differ.
+    walls included; it is deterministic). For each descent the paddle picks one of the
+    two columns that return the ball (straight back, or on at an angle) at random and
+    heads there. It takes a random action with probability `wander` only while it could
+    still arrive `margin` steps early: the ball then takes new paths instead of
+    repeating one loop, episodes differ, and a repeated action (sticky actions) does not
+    lose the ball.
     """
 
-    def __init__(self, seed: int | None = None, *, wander: float = 0.3):
+    def __init__(self, seed: int | None = None, *, wander: float = 0.3, margin: int = 5):
         self.rng = np.random.default_rng(None if seed is None else [seed, 1])
-        self.wander = wander
+        self.wander, self.margin = wander, margin
+        self._descent: tuple[tuple[int, int], int] | None = None  # (columns, steps) last seen
+        self._column = 0
+
+    def reset(self, env) -> None:
+        self._descent = None
 
     def act(self, env, frame):
         game = env.unwrapped.game.env
         columns, steps = _breakout_landing(game)
-        distance = int(self.rng.choice(columns)) - game.pos
-        if abs(distance) + 1 < steps and self.rng.random() < self.wander:
+        if self._descent is None or self._descent[0] != columns or steps > self._descent[1]:
+            self._column = int(self.rng.choice(columns))  # a new descent (or a new path)
+        self._descent = (columns, steps)
+        distance = self._column - game.pos
+        if abs(distance) + self.margin < steps and self.rng.random() < self.wander:
             return int(self.rng.integers(3))  # NOOP, LEFT, RIGHT
         return 0 if distance == 0 else (1 if distance < 0 else 2)
 
