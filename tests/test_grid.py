@@ -138,8 +138,10 @@ def test_yaml_grid_files(tmp_path, capsys):
 
 
 def test_shipped_configs_are_valid():
-    for name in ("small", "paper", "cartpole"):
-        load_grid(Path(__file__).parents[1] / "configs" / f"{name}.yaml")
+    shipped = sorted((Path(__file__).parents[1] / "configs").glob("*.yaml"))
+    assert {p.stem for p in shipped} >= {"small", "paper", "cartpole", "atari_cpu"}
+    for path in shipped:
+        load_grid(path)
 
 
 def test_demo_writes_the_report_and_results(tmp_path, monkeypatch):
