@@ -21,6 +21,29 @@ def random_episode(spec, steps: int, rng: np.random.Generator, terminated: bool 
     return Episode(frames, actions, rewards, terminated=terminated, truncated=not terminated)
 
 
+def fill_disk_halfway(monkeypatch, only=lambda path: True) -> None:
+    """Make ditto.io.atomic_write fail as a full disk does: half of the file lands, then
+    ENOSPC. `only(path)` picks the files that fail; the others are written normally."""
+    import errno
+    import io
+    import os
+
+    import ditto.io
+
+    real = ditto.io.atomic_write
+
+    def full_disk(path, write):
+        def half(f):
+            whole = io.BytesIO()
+            write(whole)
+            f.write(whole.getvalue()[: len(whole.getvalue()) // 2])
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+        real(path, half if only(path) else write)
+
+    monkeypatch.setattr(ditto.io, "atomic_write", full_disk)
+
+
 @pytest.fixture
 def cartpole_spec():
     return env_spec("CartPole-v1")

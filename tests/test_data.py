@@ -1,4 +1,3 @@
-import io
 import json
 import os
 import signal
@@ -21,7 +20,7 @@ from ditto.data import (
 from ditto.envs import env_spec
 from ditto.errors import DatasetError, DittoError, SpecError
 
-from .conftest import random_episode
+from .conftest import fill_disk_halfway, random_episode
 
 
 def test_episode_checks_shapes(cartpole_spec):
@@ -296,25 +295,10 @@ def test_dataset_verify_reports_changed_and_missing_files(make_dataset, capsys):
 def test_a_full_disk_during_a_collection_keeps_the_episodes_written(
     tmp_path, cartpole_spec, monkeypatch
 ):
-    import errno
-
-    import ditto.io
-
     rng = np.random.default_rng(0)
     writer = DatasetWriter(tmp_path / "ds", cartpole_spec)
     writer.add(random_episode(cartpole_spec, 5, rng))
-    real = ditto.io.atomic_write
-
-    def full_disk(path, write):  # half of the file lands, then the disk is full
-        def half(f):
-            whole = io.BytesIO()
-            write(whole)
-            f.write(whole.getvalue()[: len(whole.getvalue()) // 2])
-            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
-
-        real(path, half)
-
-    monkeypatch.setattr(ditto.io, "atomic_write", full_disk)
+    fill_disk_halfway(monkeypatch)
     with pytest.raises(DittoError, match="no space left on the device") as info:
         writer.add(random_episode(cartpole_spec, 6, rng))
     assert "\n" not in str(info.value)

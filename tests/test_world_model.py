@@ -21,6 +21,8 @@ from ditto.world_model.trainer import (
     train_world_model,
 )
 
+from .conftest import fill_disk_halfway
+
 DEBUG = world_model_config("debug")
 
 
@@ -368,29 +370,13 @@ def test_a_changed_checkpoint_is_refused_on_load_and_reported_by_run_verify(
 def test_a_full_disk_during_a_checkpoint_keeps_the_last_one(
     make_dataset, tmp_path, monkeypatch, capsys
 ):
-    import errno
-    import io
-    import os
-
-    import ditto.io
     from ditto.cli import main
 
     path, _ = make_dataset()
     run = tmp_path / "run"
     train_world_model([path], run, world_model_config("debug", steps=2), progress=False)
     before = load_world_model(run).digest
-    real = ditto.io.atomic_write
-
-    def full_disk(target, write):  # half of the checkpoint lands, then the disk is full
-        def half(f):
-            whole = io.BytesIO()
-            write(whole)
-            f.write(whole.getvalue()[: len(whole.getvalue()) // 2])
-            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
-
-        real(target, half if target.name == CHECKPOINT else write)
-
-    monkeypatch.setattr(ditto.io, "atomic_write", full_disk)
+    fill_disk_halfway(monkeypatch, only=lambda target: target.name == CHECKPOINT)
     argv = ["train-world-model", "--data", str(path), "--out", str(run), "--preset", "debug"]
     assert main([*argv, "--steps", "4", "--resume"]) == 2
     stderr = capsys.readouterr().err
