@@ -107,6 +107,12 @@ class ChunkSampler:
     (is_first marks it, and the model resets its state there). Episodes are
     drawn with replacement, uniformly or with probabilities `weights`.
 
+    `shard=(r, W)` (data-parallel training, W processes): the sampler yields rows
+    r*B/W to (r+1)*B/W - 1 of the batch-B stream. Every shard advances the cursors of
+    all B rows, and so draws from the RNG exactly as one process does (cheap: integers),
+    but reads only the frames of its own rows. The W shards of one seed are thus the
+    one-process stream split by rows, and each shard's state is the whole stream's.
+
     `state_dict()` / `load_state_dict()` capture the cursors and the RNG, so a
     resumed run samples exactly the chunks an uninterrupted run would have.
     """
@@ -119,9 +125,13 @@ class ChunkSampler:
         length: int,
         seed: int | None = None,
         weights: Sequence[float] | None = None,
+        shard: tuple[int, int] = (0, 1),
     ):
         if batch < 1 or length < 1:
             raise ValueError(f"batch and length must be >= 1, got {batch} and {length}")
+        rank, world = shard
+        if not 0 <= rank < world or batch % world:
+            raise ValueError(f"shard {rank} of {world} does not split a batch of {batch} evenly")
         _check_spec(episodes, spec)
         if not episodes:
             raise DatasetError("no episodes to sample from")
@@ -129,6 +139,7 @@ class ChunkSampler:
             raise ValueError(f"{len(weights)} weights for {len(episodes)} episodes")
         self.episodes, self.spec = list(episodes), spec
         self.batch, self.length = batch, length
+        self.rows = range(rank * batch // world, (rank + 1) * batch // world)
         self.probs = None if weights is None else np.asarray(weights) / np.sum(weights)
         self.rng = np.random.default_rng(seed)
         self.episode_of_row = self._draw_episodes(batch)
@@ -140,33 +151,37 @@ class ChunkSampler:
         return self.rng.choice(len(self.episodes), size=count, p=self.probs)
 
     def sample(self) -> WindowBatch:
-        spec = self.spec
-        frames = np.empty((self.batch, self.length, *spec.obs_shape), dtype=np.uint8)
+        """The next chunk of this shard's rows (all B rows without a shard)."""
+        spec, rows, length = self.spec, len(self.rows), self.length
+        frames = np.empty((rows, length, *spec.obs_shape), dtype=np.uint8)
         action_shape = () if spec.action.is_discrete else (spec.action.n,)
         raw_actions = np.zeros(
-            (self.batch, self.length, *action_shape), dtype=np.float32 if action_shape else np.int64
+            (rows, length, *action_shape), dtype=np.float32 if action_shape else np.int64
         )
-        is_first = np.zeros((self.batch, self.length), dtype=bool)
-        is_last = np.zeros((self.batch, self.length), dtype=bool)
-        is_terminal = np.zeros((self.batch, self.length), dtype=bool)
+        is_first = np.zeros((rows, length), dtype=bool)
+        is_last = np.zeros((rows, length), dtype=bool)
+        is_terminal = np.zeros((rows, length), dtype=bool)
         for row in range(self.batch):
+            mine = row - self.rows.start if row in self.rows else None  # None: another shard's
             filled = 0
-            while filled < self.length:
+            while filled < length:
                 episode = self.episodes[self.episode_of_row[row]]
                 start = self.frame_of_row[row]
-                count = min(self.length - filled, len(episode.observations) - start)
-                frames[row, filled : filled + count] = episode.observations[start : start + count]
-                if start == 0:
-                    is_first[row, filled] = True
-                first = max(start, 1)  # frame t's pre-action is actions[t-1]
-                raw_actions[row, filled + first - start : filled + count] = episode.actions[
-                    first - 1 : start + count - 1
-                ]
+                count = min(length - filled, len(episode.observations) - start)
+                if mine is not None:
+                    end = filled + count
+                    frames[mine, filled:end] = episode.observations[start : start + count]
+                    is_first[mine, filled] = start == 0
+                    first = max(start, 1)  # frame t's pre-action is actions[t-1]
+                    raw_actions[mine, filled + first - start : end] = episode.actions[
+                        first - 1 : start + count - 1
+                    ]
                 filled += count
                 self.frame_of_row[row] = start + count
                 if self.frame_of_row[row] == len(episode.observations):  # episode over: next one
-                    is_last[row, filled - 1] = True
-                    is_terminal[row, filled - 1] = episode.terminated
+                    if mine is not None:
+                        is_last[mine, filled - 1] = True
+                        is_terminal[mine, filled - 1] = episode.terminated
                     self.episode_of_row[row] = self._draw_episodes(1)[0]
                     self.frame_of_row[row] = 0
         actions = spec.action.encode(raw_actions, valid=~is_first)
