@@ -8,6 +8,12 @@ Run directory:
     events.*           TensorBoard
     checkpoint.safetensors   latest state (weights, optimizer, step, RNG, sampler, carried state)
     diagnostics/       real vs reconstruction vs open-loop imagination (PNG grid, GIF)
+
+Under torchrun (`torchrun --nproc-per-node N -m ditto train-world-model ...`), N processes
+train one model with DistributedDataParallel: rank r trains on rows r*B/N.. of the batch-B
+chunk stream (ChunkSampler's shard), the gradients are averaged, and rank 0 alone writes the
+run directory; the checkpoint holds the whole batch's state, so every rank resumes from it.
+See docs/scaling.md.
 """
 
 from __future__ import annotations
@@ -17,6 +23,7 @@ import math
 import os
 import time
 from collections.abc import Iterable
+from contextlib import nullcontext
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
@@ -25,10 +32,12 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from ditto.checkpoint import load_checkpoint, save_checkpoint
+from ditto import distributed
+from ditto.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
 from ditto.config import WorldModelConfig
 from ditto.data import ChunkSampler, Episode, WindowBatch, WindowSampler, open_datasets
 from ditto.device import resolve_device, use_bf16
+from ditto.distributed import Ranks
 from ditto.errors import ConfigError, DittoError
 from ditto.io import writer_lock
 from ditto.runs import (
@@ -141,12 +150,16 @@ class WorldModelTrainer:
         device: str = "auto",
         resume: bool = False,
         progress: bool = True,
+        ranks: Ranks | None = None,
     ):
-        self.out, self.progress = Path(out), progress
+        """`ranks`: this process's place in a data-parallel run (default: from torchrun's
+        environment variables; a plain process without them)."""
+        self.ranks = distributed.from_env() if ranks is None else ranks
+        self.out, self.progress = Path(out), progress and self.ranks.is_main
         if isinstance(data, str | os.PathLike):  # one dataset (a Dataset is a path too)
             data = [data]
         data = [os.fspath(d) for d in data]
-        self.device = resolve_device(device)
+        self.device = distributed.rank_device(device, self.ranks)
         resuming = should_resume(self.out, "world_model", resume)
         if resuming:
             saved = read_config(self.out, "world_model")
@@ -154,6 +167,7 @@ class WorldModelTrainer:
             # The run's own config wins, except for how long to train.
             config = WorldModelConfig.from_json({**saved["world_model"], "steps": config.steps})
             data = saved["data"]
+        distributed.per_rank_batch(config.batch, self.ranks)  # before the ranks wait on each other
         self.config, self.data = config, data
         # "auto" resolves once, when the run starts: a run resumed on other hardware keeps its precision.
         self.bf16 = saved["bf16"] if resuming else use_bf16(config.precision, self.device)
@@ -176,17 +190,34 @@ class WorldModelTrainer:
         self.optimizer = torch.optim.AdamW(
             self.model.parameters(), lr=config.lr, eps=config.eps, weight_decay=config.weight_decay
         )
+        shard = (self.ranks.rank, self.ranks.world)
         self.sampler = ChunkSampler(
-            self.train_episodes, self.spec, config.batch, config.length, config.seed, weights
+            self.train_episodes, self.spec, config.batch, config.length, config.seed, weights, shard
         )
         self.carry: State | None = None
         self.step = 0
         if resuming:
             self._load()
             check_resumed_length(self.out, self.step, config.steps)
-        self._write_config()  # on resume too, so that it records how long the run now trains
-        self.log = MetricsLog(self.out, self.step if resuming else None)
+        self._parallel = self._join_ranks(resuming)
+        if self.ranks.is_main:
+            self._write_config()  # on resume too, so that it records how long the run now trains
+            self.log = MetricsLog(self.out, self.step if resuming else None)
+        else:
+            self.log = _NoLog()
         self._step_fn = torch.compile(self._train_step) if config.compile else self._train_step
+
+    def _join_ranks(self, resuming: bool):
+        """Under torchrun (once the ranks have met and agreed on what they loaded), the
+        model's loss whose backward averages the gradients over the ranks; else None."""
+        if not self.ranks.active:
+            return None
+        distributed.join(self.ranks, self.device)
+        found = {"resuming": resuming, "step": self.step, "episodes": len(self.train_episodes)}
+        distributed.check_same(self.ranks, "runs or data", found)
+        if not resuming:  # the same initial weights everywhere, then noise of each rank's own
+            torch.manual_seed(distributed.rank_seed(self.config.seed, self.ranks))
+        return distributed.data_parallel(self.model, "loss", self.device)
 
     # ----- persistence -------------------------------------------------------------------------
     def _write_config(self) -> None:
@@ -201,15 +232,26 @@ class WorldModelTrainer:
                 "val_episodes": len(self.val_episodes),
                 "device": str(self.device),
                 "bf16": self.bf16,
+                **({"world_size": self.ranks.world} if self.ranks.active else {}),
                 "versions": versions(),
             },
         )
 
     def save(self) -> None:
+        """Write the checkpoint (under torchrun: every rank takes part, rank 0 writes)."""
         tensors = rng_tensors(self.device)
-        if self.carry is not None:
-            tensors.update({f"carry/{k}": v for k, v in self.carry._asdict().items()})
         meta = {"step": self.step, "sampler": self.sampler.state_dict()}
+        if self.ranks.active:  # each rank's RNG, for an exact resume on as many ranks
+            meta["world_size"] = self.ranks.world
+            for rank, states in enumerate(distributed.gather_objects(tensors, self.ranks)):
+                tensors.update({f"rank{rank}/{k}": v for k, v in states.items()})
+        if self.carry is not None:  # the whole batch's rows, whichever rank trained them
+            carry = self.carry._asdict()
+            tensors.update(
+                {f"carry/{k}": distributed.gather_rows(v, self.ranks) for k, v in carry.items()}
+            )
+        if not self.ranks.is_main:
+            return
         save_checkpoint(
             self.out / CHECKPOINT,
             {"model": self.model, "optim": self.optimizer},
@@ -226,11 +268,26 @@ class WorldModelTrainer:
             group["lr"] = self.config.lr
         self.step = int(checkpoint.meta["step"])
         self.sampler.load_state_dict(checkpoint.meta["sampler"])
-        restore_rng(checkpoint, self.device)
+        self._restore_rng(checkpoint)
         if checkpoint.has_tensor("carry/deter"):
+            rows = slice(self.sampler.rows.start, self.sampler.rows.stop)  # this rank's rows
             self.carry = State(
-                *(checkpoint.tensor(f"carry/{k}").to(self.device) for k in State._fields)
+                *(checkpoint.tensor(f"carry/{k}")[rows].to(self.device) for k in State._fields)
             )
+
+    def _restore_rng(self, checkpoint: Checkpoint) -> None:
+        """The RNG as it was, on this rank; a run resumed on another number of ranks than
+        saved it continues with new streams (still one per rank, from the seed and step)."""
+        if not self.ranks.active:
+            restore_rng(checkpoint, self.device)
+        elif checkpoint.meta.get("world_size") == self.ranks.world:
+            torch.set_rng_state(checkpoint.tensor(f"rank{self.ranks.rank}/rng/torch"))
+            if self.device.type == "cuda":
+                torch.cuda.set_rng_state(
+                    checkpoint.tensor(f"rank{self.ranks.rank}/rng/cuda"), self.device
+                )
+        else:
+            torch.manual_seed(distributed.rank_seed(self.config.seed, self.ranks, self.step))
 
     # ----- training ----------------------------------------------------------------------------
     def _autocast(self):
@@ -238,7 +295,8 @@ class WorldModelTrainer:
 
     def _train_step(self, frames, actions, is_first, carry):
         with self._autocast():
-            loss, metrics, last = self.model.loss(frames, actions, is_first, carry)
+            loss_of = self.model.loss if self._parallel is None else self._parallel
+            loss, metrics, last = loss_of(frames, actions, is_first, carry)
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         grad_norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.config.grad_clip)
@@ -260,6 +318,8 @@ class WorldModelTrainer:
             while self.step < cfg.steps:
                 frames, actions, is_first = batch_to_torch(self.sampler.sample(), self.device)
                 metrics, grad_norm, last = self._step_fn(frames, actions, is_first, self.carry)
+                # The global batch's loss: every rank then takes the same decisions below.
+                metrics = distributed.mean(metrics, self.ranks)
                 # The gradient too: under a finite loss, a NaN gradient has already made the
                 # weights NaN, and this step may be one that saves a checkpoint.
                 loss, grad_norm = torch.stack([metrics["loss"].float(), grad_norm.float()]).tolist()
@@ -274,32 +334,40 @@ class WorldModelTrainer:
                 bar.update(1)
                 if self.step % cfg.log_every == 0 or self.step == cfg.steps:
                     speed = (self.step - start_step) / (time.perf_counter() - start_time)
-                    record = {
-                        "step": self.step,
-                        "losses/world_model/loss": loss,
-                        "losses/world_model/image_nll": float(metrics["image_nll"]),
-                        "losses/world_model/kl": float(metrics["kl"]),
-                        "losses/world_model/grad_norm": grad_norm,
-                        "charts/steps_per_second": speed,
-                    }
-                    self.log.write(record)
-                    bar.set_postfix(
-                        loss=f"{loss:.1f}",
-                        kl=f"{record['losses/world_model/kl']:.2f}",
-                        sps=f"{speed:.2f}",
-                    )
-                if self.step % cfg.eval_every == 0 or self.step == cfg.steps:
+                    self._log_step(metrics, loss, grad_norm, speed, bar)
+                # Validation only writes (metrics, diagnostics): rank 0's alone, meanwhile
+                # the others wait at the next step's gradient average.
+                validating = self.step % cfg.eval_every == 0 or self.step == cfg.steps
+                if validating and self.ranks.is_main:
                     self.log.write({"step": self.step, **self.validate()})
                 if self.step % cfg.checkpoint_every == 0 or self.step == cfg.steps:
                     self.save()
         except KeyboardInterrupt:
-            self.save()
+            # Under torchrun, saving would wait on ranks that the interrupt may have stopped
+            # anywhere: the last periodic checkpoint is what a resume starts from.
+            if not self.ranks.active:
+                self.save()
             bar.close()
             raise
         finally:
             bar.close()
             self.log.flush()
+        distributed.barrier(self.ranks)  # no rank returns before rank 0 has saved the run
         return WorldModelRun(self.out, self.model, self.step)
+
+    def _log_step(self, metrics: dict, loss: float, grad_norm: float, speed: float, bar) -> None:
+        record = {
+            "step": self.step,
+            "losses/world_model/loss": loss,
+            "losses/world_model/image_nll": float(metrics["image_nll"]),
+            "losses/world_model/kl": float(metrics["kl"]),
+            "losses/world_model/grad_norm": grad_norm,
+            "charts/steps_per_second": speed,
+        }
+        self.log.write(record)
+        bar.set_postfix(
+            loss=f"{loss:.1f}", kl=f"{record['losses/world_model/kl']:.2f}", sps=f"{speed:.2f}"
+        )
 
     # ----- validation --------------------------------------------------------------------------
     @torch.no_grad()
@@ -388,6 +456,16 @@ def open_loop_strips(
     return real, to_uint8(model).cpu().numpy(), shown
 
 
+class _NoLog:
+    """The metrics log of a rank other than 0, which writes nothing to the run directory."""
+
+    def write(self, record: dict) -> None:
+        pass
+
+    def flush(self) -> None:
+        pass
+
+
 def train_world_model(
     data: str | os.PathLike | Iterable[str | os.PathLike],
     out: str | os.PathLike,
@@ -398,6 +476,8 @@ def train_world_model(
     progress: bool = True,
 ) -> WorldModelRun:
     """Train (or, with resume=True, continue) a world model; see WorldModelTrainer. A second
-    process given the same `out` meanwhile is refused."""
-    with writer_lock(out):
-        return WorldModelTrainer(data, out, config, device, resume, progress).train()
+    process given the same `out` meanwhile is refused. Under torchrun, this process trains as
+    its rank (see the module's docstring); rank 0 holds `out` for the ranks."""
+    ranks = distributed.from_env()
+    with writer_lock(out) if ranks.is_main else nullcontext(), distributed.session():
+        return WorldModelTrainer(data, out, config, device, resume, progress, ranks).train()
