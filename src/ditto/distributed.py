@@ -148,8 +148,9 @@ class _Method(nn.Module):
 
 
 def data_parallel(module: nn.Module, method: str, device: torch.device) -> Callable[..., Any]:
-    """`module.<method>` whose backward averages the gradients over the ranks. The module
-    has no buffers that training changes, so they are not broadcast at every step."""
+    """`module.<method>` whose backward averages the gradients over the ranks. Buffers are
+    not broadcast at every step: the module must have none that training changes (the
+    world model's one buffer is a constant)."""
     return nn.parallel.DistributedDataParallel(
         _Method(module, method),
         device_ids=[device.index] if device.type == "cuda" else None,
