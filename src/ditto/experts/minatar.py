@@ -118,12 +118,17 @@ class MinAtarBreakoutExpert(Expert):
     heads there. It takes a random action with probability `wander` only while it could
     still arrive `margin` steps early: the ball then takes new paths instead of
     repeating one loop, episodes differ, and a repeated action (sticky actions) does not
-    lose the ball.
+    lose the ball. Closer to the landing it still takes a random action with probability
+    `slip` (as an agent that samples its actions does) wherever one wrong step leaves time
+    to get back: the episodes then show it stepping back under a ball that is about to
+    land, a correction a clone needs and a flawless expert never shows.
     """
 
-    def __init__(self, seed: int | None = None, *, wander: float = 0.3, margin: int = 5):
+    def __init__(
+        self, seed: int | None = None, *, wander: float = 0.3, margin: int = 5, slip: float = 0.1
+    ):
         self.rng = np.random.default_rng(None if seed is None else [seed, 1])
-        self.wander, self.margin = wander, margin
+        self.wander, self.margin, self.slip = wander, margin, slip
         self._descent: tuple[tuple[int, int], int] | None = None  # (columns, steps) last seen
         self._column = 0
 
@@ -137,7 +142,8 @@ class MinAtarBreakoutExpert(Expert):
             self._column = int(self.rng.choice(columns))  # a new descent (or a new path)
         self._descent = (columns, steps)
         distance = self._column - game.pos
-        if abs(distance) + self.margin < steps and self.rng.random() < self.wander:
+        slack = steps - abs(distance)  # steps to spare on the way to the column
+        if self.rng.random() < (self.wander if slack > self.margin else self.slip * (slack > 2)):
             return int(self.rng.integers(3))  # NOOP, LEFT, RIGHT
         return 0 if distance == 0 else (1 if distance < 0 else 2)
 
