@@ -8,7 +8,14 @@ import torch
 from ditto.agents.expert_data import ExpertLatents
 from ditto.agents.networks import Actor, Critic
 from ditto.agents.returns import lambda_returns
-from ditto.agents.rewards import SIMILARITIES, cosine, max_cosine, nearest_similarity, neg_l2
+from ditto.agents.rewards import (
+    REWARDS,
+    cosine,
+    matched_similarity,
+    max_cosine,
+    nearest_similarity,
+    neg_l2,
+)
 from ditto.agents.rollout import imagine
 from ditto.agents.trainer import AgentTrainer, split_expert_episodes, train_agent
 from ditto.checkpoint import CheckpointError, load_checkpoint
@@ -31,15 +38,16 @@ def test_max_cosine_reward_values():
     assert neg_l2(x, x).item() == pytest.approx(0.0)
 
 
-@pytest.mark.parametrize("name", sorted(SIMILARITIES))
+@pytest.mark.parametrize("name", sorted(REWARDS))
 def test_nearest_similarity_matches_brute_force(name):
     generator = torch.Generator().manual_seed(0)
     learner, bank = (
         torch.randn(3, 5, 8, generator=generator),
         torch.randn(37, 8, generator=generator),
     )
-    brute = SIMILARITIES[name](bank[None, None], learner[:, :, None]).max(-1).values
-    assert torch.allclose(nearest_similarity(learner, bank, name, chunk=10), brute, atol=1e-5)
+    similarity = REWARDS[name]
+    brute = matched_similarity(similarity, bank[None, None], learner[:, :, None]).max(-1).values
+    assert torch.allclose(nearest_similarity(learner, bank, similarity, chunk=10), brute, atol=1e-5)
 
 
 def test_values_logits_and_nearest_rewards_keep_fp32_precision_under_bf16_autocast():
@@ -54,7 +62,7 @@ def test_values_logits_and_nearest_rewards_keep_fp32_precision_under_bf16_autoca
     exact = -(learner[:, None] - bank[None]).norm(dim=-1).min(-1).values
     with torch.autocast("cpu", dtype=torch.bfloat16):
         values, logits = critic(x), actor.net(x)
-        nearest = nearest_similarity(learner, bank, "neg_l2")
+        nearest = nearest_similarity(learner, bank, REWARDS["neg_l2"])
     assert values.dtype == logits.dtype == torch.float32
     assert values.unique().numel() > 900 and logits.unique().numel() > 2900
     assert torch.allclose(nearest, exact, atol=1e-3)  # the bf16 matmul was off by 10

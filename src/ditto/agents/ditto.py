@@ -13,7 +13,7 @@ import torch
 from ditto.agents.actor_critic import ActorCritic
 from ditto.agents.base import LatentImitation
 from ditto.agents.expert_data import ExpertLatents
-from ditto.agents.rewards import SIMILARITIES, nearest_similarity
+from ditto.agents.rewards import matched_similarity, nearest_similarity, reward_function
 from ditto.agents.rollout import imagine
 from ditto.config import AgentConfig
 from ditto.world_model.model import WorldModel
@@ -26,6 +26,7 @@ class Ditto(LatentImitation):
             expert.features.device
         )
         self.actor = self.learner.actor
+        self.similarity = reward_function(config.reward)
         self.bank = self._latent(expert.features) if config.reward_match == "nearest" else None
 
     def stateful(self):
@@ -39,8 +40,9 @@ class Ditto(LatentImitation):
         """(H+1, B, F) each -> (H, B): the reward of reaching each imagined state."""
         learner = self._latent(learner_features[1:]).float()
         if self.bank is not None:
-            return nearest_similarity(learner, self.bank, self.config.reward)
-        return SIMILARITIES[self.config.reward](self._latent(expert_features[1:]).float(), learner)
+            return nearest_similarity(learner, self.bank, self.similarity)
+        expert = self._latent(expert_features[1:]).float()
+        return matched_similarity(self.similarity, expert, learner)
 
     def update(self, step, generator):
         starts = self.expert.sample(self.config.batch, generator)
