@@ -7,6 +7,7 @@ import torch
 
 from ditto.agents.expert_data import ExpertLatents
 from ditto.agents.networks import Actor, Critic
+from ditto.agents.registry import agent_config
 from ditto.agents.returns import lambda_returns
 from ditto.agents.rewards import (
     REWARDS,
@@ -19,7 +20,7 @@ from ditto.agents.rewards import (
 from ditto.agents.rollout import imagine
 from ditto.agents.trainer import AgentTrainer, split_expert_episodes, train_agent
 from ditto.checkpoint import CheckpointError, load_checkpoint
-from ditto.config import AgentConfig, WorldModelConfig, agent_config, world_model_config
+from ditto.config import AgentConfig, WorldModelConfig, world_model_config
 from ditto.data import Dataset
 from ditto.errors import ConfigError, DittoError, SpecError
 from ditto.evaluation.protocol import agent_loader, evaluate_run, normalized_score, policy_snapshots

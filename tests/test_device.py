@@ -14,8 +14,9 @@ import pytest
 import torch
 
 from ditto.agents.bench import bench_imagination
+from ditto.agents.registry import agent_config
 from ditto.agents.trainer import train_agent
-from ditto.config import agent_config, world_model_config
+from ditto.config import world_model_config
 from ditto.device import resolve_device
 from ditto.errors import DittoError
 from ditto.evaluation.protocol import evaluate_run

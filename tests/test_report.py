@@ -5,8 +5,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from ditto.agents.registry import agent_config
 from ditto.agents.trainer import train_agent
-from ditto.config import agent_config
 from ditto.errors import DittoError
 from ditto.evaluation.record import record_episode
 from ditto.experiments.report import collect_results, write_report

@@ -1,9 +1,10 @@
 """MkDocs hook: the pages that are made from the code at build time, so they cannot drift.
 
 - `cli.md`: every `ditto` command's `--help`, walked from `ditto.cli.build_parser()`.
-- option tables: a line `<!-- ditto-options AgentConfig horizon batch ... -->` (or `*` for
-  every field) in a page becomes a table of those config fields with their CLI flag, their default in each
-  preset and the comment beside them in `src/ditto/config.py`.
+- option tables: a line `<!-- ditto-options DittoConfig horizon batch ... -->` (or `*` for
+  every field) in a page becomes a table of those config fields with their CLI flag, their
+  default in each preset and the comment beside them where they are declared. The config is
+  WorldModelConfig, a method's (DittoConfig, ...), or AgentConfig: every method's settings.
 - `results.md` and `changelog.md`: `benchmarks/RESULTS.md` and `CHANGELOG.md` from
   the repository root, their links outside the site rewritten.
 
@@ -154,20 +155,10 @@ def field_comments(source: str, class_name: str) -> dict[str, str]:
     return found
 
 
-# What a field does, for fields that src/ditto/config.py leaves without a comment.
+# What a field does, for fields that their config class leaves without a comment.
 NOTES = {
-    ("AgentConfig", "algo"): "the method: ditto, dbc, dgail or bc",
     ("AgentConfig", "units"): "units per layer of the actor and critic MLPs",
     ("AgentConfig", "lr"): "actor (policy) learning rate",
-    ("AgentConfig", "critic_lr"): "critic learning rate",
-    ("AgentConfig", "gamma"): "discount of the lambda-returns",
-    ("AgentConfig", "lam"): "lambda of the lambda-returns",
-    ("AgentConfig", "dbc_entropy"): "D-BC's entropy bonus",
-    ("AgentConfig", "disc_layers"): "D-GAIL's discriminator: MLP layers",
-    ("AgentConfig", "disc_units"): "D-GAIL's discriminator: units per layer",
-    ("AgentConfig", "disc_lr"): "D-GAIL's discriminator learning rate",
-    ("AgentConfig", "bc_frame_stack"): "pixel BC: frames stacked along channels as its input",
-    ("AgentConfig", "bc_cnn_depth"): "pixel BC: its CNN's channel depth",
     ("AgentConfig", "steps"): "updates",
     ("AgentConfig", "log_every"): "updates between logged metrics",
     ("AgentConfig", "eval_envs"): "vectorised envs that play the evaluation episodes",
@@ -204,32 +195,67 @@ def _flags(command: str) -> dict[str, str]:
 
 
 def options_table(config: str, names: list[str]) -> str:
-    """A markdown table of the named fields of `config` (AgentConfig or WorldModelConfig);
-    `*` names them all, in their order in the dataclass."""
-    import ditto.config as module
-
-    presets = {
-        "AgentConfig": (module.AGENT_PRESETS, "train"),
-        "WorldModelConfig": (module.WORLD_MODEL_PRESETS, "train-world-model"),
-    }
-    if config not in presets:
-        raise ValueError(f"ditto-options: unknown config {config!r}; one of {sorted(presets)}")
-    preset_configs, command = presets[config]
-    known = [f.name for f in fields(getattr(module, config))]
-    names = known if names == ["*"] else names
-    unknown = [name for name in names if name not in known]
+    """A markdown table of the named fields of `config`: WorldModelConfig, a method's config
+    (DittoConfig, ...) or AgentConfig, every setting of every method; `*` names them all, in
+    their order in the dataclasses."""
+    values, comments, command = _settings(config)
+    names = list(values) if names == ["*"] else names
+    unknown = [name for name in names if name not in values]
     if unknown:
         raise ValueError(f"ditto-options: {config} has no field(s) {unknown}")
-    comments = field_comments(Path(module.__file__).read_text(), config)
     flags = _flags(command)
-    header = ["setting", "flag", *preset_configs, "what"]
+    presets = next(iter(values.values()))
+    header = ["setting", "flag", *presets, "what"]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for name in names:
         flag = flags.get(name, f"--set {name}=")
-        defaults = [f"`{_value(getattr(c, name))}`" for c in preset_configs.values()]
+        defaults = [f"`{_value(value)}`" for value in values[name].values()]
         what = comments[name].replace("|", "\\|")
         lines.append(f"| `{name}` | `{flag}` | " + " | ".join(defaults) + f" | {what} |")
     return "\n".join(lines)
+
+
+def _settings(config: str) -> tuple[dict[str, dict[str, object]], dict[str, str], str]:
+    """Each field of `config` with its value in each preset and its comment, and the command
+    that takes them. AgentConfig covers every registered method's config (a field shared by
+    several, from the first that has it)."""
+    import ditto.config as module
+    from ditto.agents.registry import METHODS
+
+    if config == "WorldModelConfig":
+        classes, command = (
+            {module.WorldModelConfig: module.WORLD_MODEL_PRESETS},
+            "train-world-model",
+        )
+    else:
+        methods = [m.config for m in METHODS.values()]
+        chosen = [c for c in methods if config in ("AgentConfig", c.__name__)]
+        classes, command = {c: c.presets() for c in chosen}, "train"
+    if not classes:
+        known = ["WorldModelConfig", "AgentConfig", *(m.config.__name__ for m in METHODS.values())]
+        raise ValueError(f"ditto-options: unknown config {config!r}; one of {known}")
+    values: dict[str, dict[str, object]] = {}
+    comments: dict[str, str] = {}
+    for cls, presets in classes.items():
+        declared = _declared_comments(cls)
+        for field in fields(cls):
+            if field.name not in values:
+                values[field.name] = {n: getattr(c, field.name) for n, c in presets.items()}
+                comments[field.name] = declared[field.name]
+    return values, comments, command
+
+
+def _declared_comments(cls: type) -> dict[str, str]:
+    """The comment on each field of config class `cls` where a class of its declares it; a
+    field declared again without one (each method's `algo`) keeps its base's."""
+    comments: dict[str, str] = {}
+    for klass in reversed(cls.__mro__):
+        if "__dataclass_fields__" in vars(klass):
+            source = Path(sys.modules[klass.__module__].__file__).read_text()
+            for name, text in field_comments(source, klass.__name__).items():
+                if text or name not in comments:
+                    comments[name] = text
+    return comments
 
 
 def _value(value) -> str:

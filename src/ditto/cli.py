@@ -171,7 +171,7 @@ def _training_config(args: argparse.Namespace, section: str, **flags: Any) -> An
     """The config a training command asks for: the preset, its --set KEY=VALUE pairs and its
     flags (None: not given). A resumed run keeps its own config, so there only --steps may
     change, and without it the run finishes at its own length, not at the preset's."""
-    from ditto.config import agent_config, world_model_config
+    from ditto.config import WorldModelConfig, world_model_config
     from ditto.errors import ConfigError
     from ditto.runs import has_checkpoint
 
@@ -191,17 +191,24 @@ def _training_config(args: argparse.Namespace, section: str, **flags: Any) -> An
     if both:
         raise ConfigError(f"{both[0]} is given both by its flag and by --set; keep one")
     overrides = {**settings, **given}
-    make_config = world_model_config if section == "world_model" else agent_config
+    if section == "world_model":
+        make_config, from_json = world_model_config, WorldModelConfig.from_json
+    else:
+        from ditto.agents.registry import agent_config, config_from_json
+
+        make_config, from_json = agent_config, config_from_json
     out = Path(args.out)
     saved = _config_to_resume(out, section) if args.resume else None
     if saved is None:
         return make_config(args.preset, **overrides)
     config = make_config(args.preset, **{"steps": saved["steps"], **overrides})
-    started = type(config).from_json(saved)
-    for key in overrides:
-        if key != "steps" and getattr(config, key) != getattr(started, key):
+    started = from_json(saved)
+    # The method first: another method's settings are not this run's (agent_config drops them).
+    for key in sorted(overrides, key=lambda name: name != "algo"):
+        was, now = getattr(started, key, None), getattr(config, key, None)
+        if key != "steps" and now != was:
             raise ConfigError(
-                f"{out} was started with {key}={getattr(started, key)!r}, not {getattr(config, key)!r}; "
+                f"{out} was started with {key}={was!r}, not {now!r}; "
                 "--resume continues a run as it was started (only --steps may change), "
                 "so drop the setting or use a new --out"
             )
@@ -424,6 +431,26 @@ def _add_sticky_actions(p: argparse.ArgumentParser) -> None:
     )
 
 
+class _Registered:
+    """argparse choices read from a registry (a dict in `module`) only when argparse needs them,
+    to check a value or to show --help: building the parser imports no torch, and a method or
+    reward registered after the parser was built (a plugin, a test) is a choice too."""
+
+    def __init__(self, module: str, registry: str):
+        self.module, self.registry = module, registry
+
+    def _names(self) -> list[str]:
+        from importlib import import_module
+
+        return list(getattr(import_module(self.module), self.registry))
+
+    def __contains__(self, value: object) -> bool:
+        return value in self._names()
+
+    def __iter__(self):
+        return iter(self._names())
+
+
 def build_parser() -> argparse.ArgumentParser:
     from ditto.config import PRECISIONS  # torch-free, as --help should stay
 
@@ -584,7 +611,13 @@ def build_parser() -> argparse.ArgumentParser:
     p = commands.add_parser(
         "train", help="train an imitation agent (DITTO, D-BC, D-GAIL, pixel BC)"
     )
-    p.add_argument("--algo", required=True, choices=["ditto", "dbc", "dgail", "bc"])
+    p.add_argument(
+        "--algo",
+        required=True,
+        choices=_Registered("ditto.agents.registry", "METHODS"),
+        metavar="ALGO",
+        help="the method: %(choices)s",
+    )
     p.add_argument(
         "--world-model", default=None, metavar="RUN", help="world-model run (not needed by bc)"
     )
@@ -620,9 +653,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--reward",
-        choices=["max_cosine", "cosine", "neg_l2"],
+        choices=_Registered("ditto.agents.rewards", "REWARDS"),
         default=None,
-        help="ditto's similarity",
+        metavar="NAME",
+        help="ditto's similarity: %(choices)s",
     )
     p.add_argument(
         "--reward-on",

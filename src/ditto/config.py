@@ -4,13 +4,18 @@
 
 Presets: `debug` (tiny; every test uses it; seconds on CPU), `small` (trains
 usefully on a 2-core CPU in minutes), `paper` (the paper's sizes and batch).
+
+AgentConfig holds what every imitation method shares; each method's own config
+extends it in the method's module, and `ditto.agents.registry.agent_config(preset,
+algo=..., **overrides)` builds one (this module sits below the agents, so it knows
+no method).
 """
 
 from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass, fields, replace
-from typing import Any
+from typing import Any, ClassVar
 
 from ditto.errors import ConfigError
 
@@ -27,7 +32,8 @@ def _has_type(value: Any, expected: type) -> bool:
 class _JsonConfig:
     """JSON round trip of a config dataclass (what config.json holds), and value checks."""
 
-    _FRACTIONS: tuple[str, ...] = ()  # float settings that must lie in [0, 1]
+    # Float settings that must lie in [0, 1]; a subclass names its own, and its bases' count too.
+    _FRACTIONS: tuple[str, ...] = ()
 
     def _check_values(self) -> None:
         """Each scalar setting has its default's type; every int setting but the seed is a
@@ -37,6 +43,9 @@ class _JsonConfig:
             raise ConfigError(
                 f"precision must be one of {', '.join(PRECISIONS)}, got {self.precision!r}"
             )
+        fractions = {
+            name for klass in type(self).__mro__ for name in vars(klass).get("_FRACTIONS", ())
+        }
         for field in fields(self):
             value, expected = getattr(self, field.name), type(field.default)
             if expected in (bool, int, float, str) and not _has_type(value, expected):
@@ -49,7 +58,7 @@ class _JsonConfig:
             if isinstance(value, int) and value < 1:
                 raise ConfigError(f"{field.name} must be >= 1, got {value}")
             if isinstance(value, float):
-                upper = 1.0 if field.name in self._FRACTIONS else math.inf
+                upper = 1.0 if field.name in fractions else math.inf
                 if not (math.isfinite(value) and 0.0 <= value <= upper):
                     bounds = "in [0, 1]" if upper == 1.0 else "a finite number >= 0"
                     raise ConfigError(f"{field.name} must be {bounds}, got {value}")
@@ -157,7 +166,7 @@ WORLD_MODEL_PRESETS: dict[str, WorldModelConfig] = {
 }
 
 
-def _from_preset(presets: dict[str, Any], preset: str, overrides: dict[str, Any]) -> Any:
+def from_preset(presets: dict[str, Any], preset: str, overrides: dict[str, Any]) -> Any:
     """The named preset with `overrides` applied (None values, i.e. flags not given, are ignored)."""
     if preset not in presets:
         raise ConfigError(f"unknown preset {preset!r}; choose one of {', '.join(presets)}")
@@ -192,48 +201,23 @@ def _is_number(text: str) -> bool:
 
 
 def world_model_config(preset: str = "small", **overrides: Any) -> WorldModelConfig:
-    return _from_preset(WORLD_MODEL_PRESETS, preset, overrides)
-
-
-ALGOS = ("ditto", "dbc", "dgail", "bc")
+    return from_preset(WORLD_MODEL_PRESETS, preset, overrides)
 
 
 @dataclass(frozen=True)
 class AgentConfig(_JsonConfig):
-    """Imitation in the world model (ditto, dbc, dgail) and pixel behaviour cloning (bc)."""
+    """The settings every imitation method shares: its data, networks, optimiser, schedule and
+    scoring. Each method extends it with a frozen config of its own, in the method's module
+    (ditto.agents.ditto.DittoConfig, ...), registered with ditto.agents.registry; a setting
+    lives with the code that reads it, so a method's config.json holds only what acts on it."""
 
-    algo: str = "ditto"
+    algo: str = ""  # the method; each method's config sets its own name here
     expert_episodes: int = 4  # N_E: the first N episodes of the expert dataset
     val_fraction: float = 0.1  # expert episodes held out (by episode) for diagnostics
-    horizon: int = 15  # H: imagination steps from each expert start state
     batch: int = 512  # expert windows (start states) per update
     layers: int = 8  # actor and critic MLPs: layers x units, ReLU
     units: int = 256
     lr: float = 3e-4
-    critic_lr: float = 3e-4
-    gamma: float = 0.95
-    lam: float = 0.95
-    target_every: int = 100  # refresh the target critic every this many updates (the code: 200)
-    entropy: float = 0.05  # actor entropy bonus, discrete actions (REINFORCE)
-    entropy_continuous: float = 1e-4  # actor entropy bonus, continuous actions (dynamics backprop)
-    # DITTO's reward: r = sim(expert latent, learner latent)
-    reward: str = "max_cosine"  # max_cosine | cosine | neg_l2
-    reward_on: str = "h"  # h (the reference code) | feature (h and z, the paper's text)
-    reward_match: str = (
-        "time"  # time: the expert latent at the same index | nearest: any expert latent
-    )
-    # D-BC
-    dbc_entropy: float = 0.1
-    # D-GAIL
-    disc_layers: int = 4
-    disc_units: int = 128
-    disc_lr: float = 3e-4
-    # Pixel BC
-    bc_frame_stack: int = 1
-    bc_cnn_depth: int = 32
-    # Train on frames shifted by up to 4 px (edges repeated), DrQ's augmentation: it keeps
-    # a CNN from memorising pixel positions of a few episodes.
-    bc_augment: bool = False
     # Schedule (in updates)
     steps: int = 10_000
     log_every: int = 100
@@ -249,7 +233,33 @@ class AgentConfig(_JsonConfig):
     precision: str = "auto"
     seed: int = 0
 
-    _FRACTIONS = ("val_fraction", "gamma", "lam", "policy_ema")
+    _FRACTIONS = ("val_fraction", "policy_ema")
+    # The named presets: each config class gives the values of its own fields that differ
+    # from their defaults; a method's preset is what its classes give, base first. Only the
+    # presets named here are built.
+    PRESETS: ClassVar[dict[str, dict[str, Any]]] = {
+        "debug": {
+            "batch": 16,
+            "layers": 2,
+            "units": 32,
+            "steps": 20,
+            "log_every": 5,
+            "checkpoint_every": 5,
+            "keep_checkpoints": 2,
+            "eval_episodes": 2,
+            "eval_envs": 2,
+            "precision": "fp32",
+        },
+        "small": {
+            "layers": 4,
+            "units": 256,
+            "batch": 256,
+            "steps": 2000,
+            "log_every": 50,
+            "checkpoint_every": 200,
+        },
+        "paper": {},
+    }
 
     def __post_init__(self) -> None:
         self._check_values()
@@ -257,43 +267,39 @@ class AgentConfig(_JsonConfig):
             raise ConfigError(
                 "policy_ema 1 would never move the deployed policy; use a decay below 1"
             )
-        if self.algo not in ALGOS:
-            raise ConfigError(f"unknown algo {self.algo!r}; choose one of {', '.join(ALGOS)}")
-        for name, allowed in (
-            ("reward", ("max_cosine", "cosine", "neg_l2")),
-            ("reward_on", ("h", "feature")),
-            ("reward_match", ("time", "nearest")),
-        ):
-            if getattr(self, name) not in allowed:
-                raise ConfigError(
-                    f"{name} must be one of {', '.join(allowed)}, got {getattr(self, name)!r}"
-                )
+        own = type(self).__dataclass_fields__["algo"].default
+        if self.algo != own:
+            raise ConfigError(
+                f"{type(self).__name__} is the config of algo {own!r}, not {self.algo!r}"
+            )
+
+    @classmethod
+    def presets(cls) -> dict[str, AgentConfig]:
+        """Every preset as this config class: the settings its classes give it, base first."""
+        presets = {}
+        for name in AgentConfig.PRESETS:
+            settings: dict[str, Any] = {}
+            for klass in reversed(cls.__mro__):
+                settings.update(vars(klass).get("PRESETS", {}).get(name, {}))
+            presets[name] = cls(**settings)
+        return presets
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]):
+        """The config from its config.json form. Runs from before each method had its own
+        config hold the settings of every method (the one AgentConfig of that time); those
+        this method lacks never acted on the run, so they are dropped."""
+        own = {f.name for f in fields(cls)}
+        return super().from_json(
+            {k: v for k, v in data.items() if k in own or k not in _ONE_CONFIG_FIELDS}
+        )
 
 
-AGENT_PRESETS: dict[str, AgentConfig] = {
-    "debug": AgentConfig(
-        horizon=4,
-        batch=16,
-        layers=2,
-        units=32,
-        disc_layers=2,
-        disc_units=16,
-        bc_cnn_depth=4,
-        steps=20,
-        log_every=5,
-        checkpoint_every=5,
-        keep_checkpoints=2,
-        target_every=5,
-        eval_episodes=2,
-        eval_envs=2,
-        precision="fp32",
-    ),
-    "small": AgentConfig(
-        layers=4, units=256, batch=256, steps=2000, log_every=50, checkpoint_every=200
-    ),
-    "paper": AgentConfig(),
-}
-
-
-def agent_config(preset: str = "small", **overrides: Any) -> AgentConfig:
-    return _from_preset(AGENT_PRESETS, preset, overrides)
+# Every setting of the single AgentConfig that all methods shared until each method had its own
+# config: what an agent's config.json of that time holds (frozen: the migration in from_json).
+_ONE_CONFIG_FIELDS = frozenset(
+    """algo expert_episodes val_fraction horizon batch layers units lr critic_lr gamma lam
+    target_every entropy entropy_continuous reward reward_on reward_match dbc_entropy disc_layers
+    disc_units disc_lr bc_frame_stack bc_cnn_depth bc_augment steps log_every checkpoint_every
+    keep_checkpoints policy_ema greedy eval_episodes eval_envs precision seed""".split()  # noqa: SIM905
+)

@@ -1,0 +1,12 @@
+"""Imitation methods: DITTO, D-BC and D-GAIL in a world model, and pixel BC.
+
+Importing the package registers the built-in methods (ditto.agents.registry), in the order
+the report lists them; a method from elsewhere registers itself the same way.
+"""
+
+from importlib import import_module
+
+BUILTIN_METHODS = ("ditto", "dbc", "dgail", "bc")  # each module registers its method
+
+for _module in BUILTIN_METHODS:
+    import_module(f"{__name__}.{_module}")

@@ -12,19 +12,35 @@ Given an imagined rollout and its rewards:
 from __future__ import annotations
 
 import copy
+from dataclasses import dataclass
 
 import torch
 from torch import nn
 
+from ditto.agents.base import LatentConfig
 from ditto.agents.networks import Actor, Critic
 from ditto.agents.returns import lambda_returns
 from ditto.agents.rollout import Rollout
-from ditto.config import AgentConfig
 from ditto.specs import ActionSpec
 
 
+@dataclass(frozen=True)
+class ActorCriticConfig(LatentConfig):
+    """The settings of the methods that learn from rewards in imagination (DITTO, D-GAIL)."""
+
+    critic_lr: float = 3e-4  # critic learning rate
+    gamma: float = 0.95  # discount of the lambda-returns
+    lam: float = 0.95  # lambda of the lambda-returns
+    target_every: int = 100  # refresh the target critic every this many updates (the code: 200)
+    entropy: float = 0.05  # actor entropy bonus, discrete actions (REINFORCE)
+    entropy_continuous: float = 1e-4  # actor entropy bonus, continuous actions (dynamics backprop)
+
+    _FRACTIONS = ("gamma", "lam")
+    PRESETS = {"debug": {"target_every": 5}}
+
+
 class ActorCritic(nn.Module):
-    def __init__(self, feature_dim: int, action: ActionSpec, config: AgentConfig):
+    def __init__(self, feature_dim: int, action: ActionSpec, config: ActorCriticConfig):
         super().__init__()
         self.config = config
         self.actor = Actor(feature_dim, action, config.layers, config.units)

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from typing import ClassVar
 
 import torch
 from torch import nn
@@ -12,7 +14,18 @@ from ditto.agents.networks import Actor
 from ditto.agents.rewards import max_cosine
 from ditto.agents.rollout import imagine
 from ditto.config import AgentConfig
+from ditto.errors import DittoError
+from ditto.specs import EnvSpec
 from ditto.world_model.model import WorldModel
+
+
+@dataclass(frozen=True)
+class LatentConfig(AgentConfig):
+    """The settings of every method whose policy acts on world-model features."""
+
+    horizon: int = 15  # H: imagination steps from each expert start state
+
+    PRESETS = {"debug": {"horizon": 4}}
 
 
 class LatentImitation(ABC):
@@ -23,9 +36,26 @@ class LatentImitation(ABC):
     """
 
     actor: Actor
+    # Whether it learns from windows of `horizon` + 1 expert latents (rollouts from expert
+    # states), so that it needs an expert episode longer than the horizon.
+    uses_windows: ClassVar[bool] = True
 
-    def __init__(self, model: WorldModel, expert: ExpertLatents, config: AgentConfig):
+    def __init__(self, model: WorldModel, expert: ExpertLatents, config: LatentConfig):
+        if self.uses_windows and expert.num_windows == 0:
+            raise DittoError(
+                f"no expert episode is longer than the horizon {config.horizon}; use a shorter --horizon"
+            )
         self.model, self.expert, self.config = model, expert, config
+
+    @property
+    def policy(self) -> Actor:
+        """What acts: the snapshots and evaluation hold it."""
+        return self.actor
+
+    @classmethod
+    def deployed_policy(cls, config: LatentConfig, spec: EnvSpec, feature_dim: int) -> Actor:
+        """An untrained policy of the shape the snapshots hold, for evaluation to load them into."""
+        return Actor(feature_dim, spec.action, config.layers, config.units)
 
     @abstractmethod
     def stateful(self) -> dict[str, nn.Module | torch.optim.Optimizer]: ...

@@ -8,6 +8,7 @@ With bc_augment, training frames are randomly shifted (DrQ, Kostrikov et al. 202
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -16,14 +17,27 @@ from torch.nn import functional as F
 
 from ditto.agents.expert_data import policy_actions
 from ditto.agents.networks import Actor, grad_norm
+from ditto.agents.registry import Method, register_method
 from ditto.config import AgentConfig
 from ditto.data import Episode
 from ditto.specs import EnvSpec
 from ditto.world_model.networks import Encoder
 
 
+@dataclass(frozen=True)
+class BCConfig(AgentConfig):
+    algo: str = "bc"
+    bc_frame_stack: int = 1  # pixel BC: frames stacked along channels as its input
+    bc_cnn_depth: int = 32  # pixel BC: its CNN's channel depth
+    # Train on frames shifted by up to 4 px (edges repeated), DrQ's augmentation: it keeps
+    # a CNN from memorising pixel positions of a few episodes.
+    bc_augment: bool = False
+
+    PRESETS = {"debug": {"bc_cnn_depth": 4}}
+
+
 class PixelPolicy(nn.Module):
-    def __init__(self, spec: EnvSpec, config: AgentConfig):
+    def __init__(self, spec: EnvSpec, config: BCConfig):
         super().__init__()
         self.frame_stack = config.bc_frame_stack
         self.encoder = Encoder(spec.obs_shape[0] * self.frame_stack, config.bc_cnn_depth)
@@ -84,12 +98,22 @@ def random_shift(frames: torch.Tensor, generator: torch.Generator, pad: int = SH
 
 class PixelBC:
     def __init__(
-        self, episodes: Sequence[Episode], spec: EnvSpec, config: AgentConfig, device: torch.device
+        self, episodes: Sequence[Episode], spec: EnvSpec, config: BCConfig, device: torch.device
     ):
-        self.config = config
-        self.data = ExpertFrames(episodes, spec, config.bc_frame_stack, device)
-        self.policy = PixelPolicy(spec, config).to(device)
+        self.config, self.spec, self.device = config, spec, device
+        self.data = self.expert_frames(episodes)
+        self.policy = self.deployed_policy(config, spec).to(device)
         self.optimizer = torch.optim.Adam(self.policy.parameters(), lr=config.lr)
+
+    @classmethod
+    def deployed_policy(cls, config: BCConfig, spec: EnvSpec) -> PixelPolicy:
+        """An untrained policy of the shape the snapshots hold, for evaluation to load them into."""
+        return PixelPolicy(spec, config)
+
+    def expert_frames(self, episodes: Sequence[Episode]) -> ExpertFrames:
+        """`episodes` as this policy reads them: its training data, or the held-out frames
+        that diagnostics() measures it on."""
+        return ExpertFrames(episodes, self.spec, self.config.bc_frame_stack, self.device)
 
     def stateful(self):
         return {"policy": self.policy, "policy_optim": self.optimizer}
@@ -123,3 +147,6 @@ class PixelBC:
                 )
             }
         return {"val/action_mse": float((predicted - actions).square().mean())}
+
+
+register_method(Method(BCConfig, PixelBC, label="BC", color="tab:red", world_model=False))

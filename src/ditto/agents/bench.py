@@ -21,7 +21,8 @@ import torch.nn.functional as F
 
 from ditto.agents.ditto import Ditto
 from ditto.agents.expert_data import ExpertLatents
-from ditto.config import agent_config, world_model_config
+from ditto.agents.registry import agent_config
+from ditto.config import world_model_config
 from ditto.envs import env_spec
 from ditto.world_model.bench import (
     MODES,

@@ -2,19 +2,29 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 
-from ditto.agents.base import LatentImitation
+from ditto.agents.base import LatentConfig, LatentImitation
 from ditto.agents.expert_data import ExpertLatents
-from ditto.agents.networks import Actor, grad_norm
-from ditto.config import AgentConfig
+from ditto.agents.networks import grad_norm
+from ditto.agents.registry import Method, register_method
 from ditto.world_model.model import WorldModel
 
 
+@dataclass(frozen=True)
+class DBCConfig(LatentConfig):
+    algo: str = "dbc"
+    dbc_entropy: float = 0.1  # D-BC's entropy bonus
+
+
 class DBC(LatentImitation):
-    def __init__(self, model: WorldModel, expert: ExpertLatents, config: AgentConfig):
+    uses_windows = False  # it learns from single expert frames
+
+    def __init__(self, model: WorldModel, expert: ExpertLatents, config: DBCConfig):
         super().__init__(model, expert, config)
-        self.actor = Actor(model.feature_dim, model.spec.action, config.layers, config.units)
+        self.actor = self.deployed_policy(config, model.spec, model.feature_dim)
         self.actor.to(expert.features.device)
         self.optimizer = torch.optim.Adam(self.actor.parameters(), lr=config.lr)
 
@@ -37,3 +47,6 @@ class DBC(LatentImitation):
             "charts/log_prob": log_prob.item(),
             "charts/entropy": entropy.item(),
         }
+
+
+register_method(Method(DBCConfig, DBC, label="D-BC", color="tab:orange"))

@@ -7,20 +7,32 @@ imagined pairs, optimised with the same rollout and actor-critic as DITTO.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 import torch.nn.functional as F
 
-from ditto.agents.actor_critic import ActorCritic
+from ditto.agents.actor_critic import ActorCritic, ActorCriticConfig
 from ditto.agents.base import LatentImitation
 from ditto.agents.expert_data import ExpertLatents
 from ditto.agents.networks import mlp
+from ditto.agents.registry import Method, register_method
 from ditto.agents.rollout import imagine
-from ditto.config import AgentConfig
 from ditto.world_model.model import WorldModel
 
 
+@dataclass(frozen=True)
+class DGailConfig(ActorCriticConfig):
+    algo: str = "dgail"
+    disc_layers: int = 4  # the discriminator: MLP layers
+    disc_units: int = 128  # the discriminator: units per layer
+    disc_lr: float = 3e-4  # the discriminator's learning rate
+
+    PRESETS = {"debug": {"disc_layers": 2, "disc_units": 16}}
+
+
 class DGail(LatentImitation):
-    def __init__(self, model: WorldModel, expert: ExpertLatents, config: AgentConfig):
+    def __init__(self, model: WorldModel, expert: ExpertLatents, config: DGailConfig):
         super().__init__(model, expert, config)
         device = expert.features.device
         self.learner = ActorCritic(model.feature_dim, model.spec.action, config).to(device)
@@ -66,3 +78,6 @@ class DGail(LatentImitation):
         metrics["losses/discriminator"] = disc_loss.item()
         metrics["charts/disc_expert_prob"] = torch.sigmoid(expert_logits).mean().item()
         return metrics
+
+
+register_method(Method(DGailConfig, DGail, label="D-GAIL", color="tab:green"))

@@ -8,19 +8,45 @@ nearest expert latent, reward_match="nearest"), and takes an actor-critic step.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 
-from ditto.agents.actor_critic import ActorCritic
+from ditto.agents.actor_critic import ActorCritic, ActorCriticConfig
 from ditto.agents.base import LatentImitation
 from ditto.agents.expert_data import ExpertLatents
-from ditto.agents.rewards import matched_similarity, nearest_similarity, reward_function
+from ditto.agents.registry import Method, register_method
+from ditto.agents.rewards import REWARDS, matched_similarity, nearest_similarity, reward_function
 from ditto.agents.rollout import imagine
-from ditto.config import AgentConfig
+from ditto.errors import ConfigError
 from ditto.world_model.model import WorldModel
 
 
+@dataclass(frozen=True)
+class DittoConfig(ActorCriticConfig):
+    algo: str = "ditto"
+    # DITTO's reward: r = sim(expert latent, learner latent)
+    reward: str = "max_cosine"  # a similarity of ditto.agents.rewards: max_cosine | cosine | neg_l2
+    reward_on: str = "h"  # h (the reference code) | feature (h and z, the paper's text)
+    reward_match: str = (
+        "time"  # time: the expert latent at the same index | nearest: any expert latent
+    )
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        for name, allowed in (
+            ("reward", tuple(REWARDS)),
+            ("reward_on", ("h", "feature")),
+            ("reward_match", ("time", "nearest")),
+        ):
+            if getattr(self, name) not in allowed:
+                raise ConfigError(
+                    f"{name} must be one of {', '.join(allowed)}, got {getattr(self, name)!r}"
+                )
+
+
 class Ditto(LatentImitation):
-    def __init__(self, model: WorldModel, expert: ExpertLatents, config: AgentConfig):
+    def __init__(self, model: WorldModel, expert: ExpertLatents, config: DittoConfig):
         super().__init__(model, expert, config)
         self.learner = ActorCritic(model.feature_dim, model.spec.action, config).to(
             expert.features.device
@@ -53,3 +79,6 @@ class Ditto(LatentImitation):
         ):  # continuous: backprop through the reward
             rewards = self.reward(expert_features, rollout.features)
         return self.learner.update(rollout, rewards, step)
+
+
+register_method(Method(DittoConfig, Ditto, label="DITTO", color="tab:blue"))

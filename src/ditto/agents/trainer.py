@@ -25,11 +25,8 @@ from torch import nn
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from tqdm.auto import tqdm
 
-from ditto.agents.bc import ExpertFrames, PixelBC
-from ditto.agents.dbc import DBC
-from ditto.agents.dgail import DGail
-from ditto.agents.ditto import Ditto
 from ditto.agents.expert_data import ExpertLatents
+from ditto.agents.registry import Method, config_from_json, get_method
 from ditto.checkpoint import load_checkpoint, save_checkpoint
 from ditto.config import AgentConfig
 from ditto.data import Dataset, Episode
@@ -52,8 +49,6 @@ from ditto.runs import (
     write_config,
 )
 from ditto.world_model.trainer import TrainingDiverged, WorldModelRun, load_world_model
-
-LATENT_ALGOS = {"ditto": Ditto, "dbc": DBC, "dgail": DGail}
 
 
 def split_expert_episodes(
@@ -112,7 +107,7 @@ class AgentTrainer:
             saved = read_config(self.out, "agent")
             check_resumed_input(self.out, "--expert-data", expert_data, saved["expert_data"])
             check_resumed_input(self.out, "--world-model", world_model, saved["world_model"])
-            config = AgentConfig.from_json({**saved["agent"], "steps": config.steps})
+            config = config_from_json({**saved["agent"], "steps": config.steps})
             expert_data, world_model = saved["expert_data"], saved["world_model"]
         self.config, self.expert_data = config, expert_data
         self.world_model_path = world_model
@@ -130,36 +125,17 @@ class AgentTrainer:
         self.generator = torch.Generator().manual_seed(config.seed)
         self.world_model_step: int | None = None
         self.world_model_digest: str | None = None
-        if config.algo == "bc":
-            if world_model is not None:  # recorded, it would claim a dependence there is none of
-                raise DittoError(
-                    "--algo bc learns from frames alone, without a world model: drop --world-model"
-                )
-            self.algo = PixelBC(train, self.spec, config, self.device)
-            self.validation = ExpertFrames(val, self.spec, config.bc_frame_stack, self.device)
-        else:
-            if world_model is None:
-                raise DittoError(
-                    f"--algo {config.algo} trains inside a world model: pass --world-model RUN"
-                )
-            # A run from before these were recorded takes the model's now as its own.
-            world = load_agent_world_model(
-                world_model, saved if resuming else None, str(self.device)
+        method = get_method(config.algo)
+        if method.world_model:
+            self._build_in_world_model(method, train, val, saved if resuming else None)
+        elif world_model is not None:  # recorded, it would claim a dependence there is none of
+            raise DittoError(
+                f"--algo {config.algo} learns from frames alone, without a world model: drop --world-model"
             )
-            self.world_model_step, self.world_model_digest = world.step, world.digest
-            model = world.model.requires_grad_(False)
-            model.spec.check_compatible(self.spec, f"expert data {expert_data}")
-            with self._autocast():
-                expert = ExpertLatents.from_episodes(model, train, config.horizon, self.device)
-                self.validation = ExpertLatents.from_episodes(
-                    model, val, config.horizon, self.device
-                )
-            if expert.num_windows == 0 and config.algo != "dbc":
-                raise DittoError(
-                    f"no expert episode is longer than the horizon {config.horizon}; use a shorter --horizon"
-                )
-            self.algo = LATENT_ALGOS[config.algo](model, expert, config)
-        self.policy = self.algo.policy if config.algo == "bc" else self.algo.actor
+        else:
+            self.algo = method.algorithm(train, self.spec, config, self.device)
+            self.validation = self.algo.expert_frames(val)
+        self.policy = self.algo.policy
         self.average = (
             AveragedModel(self.policy, multi_avg_fn=get_ema_multi_avg_fn(config.policy_ema))
             if config.policy_ema
@@ -171,6 +147,26 @@ class AgentTrainer:
             check_resumed_length(self.out, self.step, config.steps)
         self._write_config()  # on resume too, so that it records how long the run now trains
         self.log = MetricsLog(self.out, self.step if resuming else None)
+
+    def _build_in_world_model(
+        self, method: Method, train: list[Episode], val: list[Episode], saved: dict | None
+    ) -> None:
+        """The method in the world model it trains in, with the expert's latents: the training
+        episodes' and the held-out ones' (for diagnostics). `saved`: a resumed run's config.json."""
+        config = self.config
+        if self.world_model_path is None:
+            raise DittoError(
+                f"--algo {config.algo} trains inside a world model: pass --world-model RUN"
+            )
+        # A run from before these were recorded takes the model's now as its own.
+        world = load_agent_world_model(self.world_model_path, saved, str(self.device))
+        self.world_model_step, self.world_model_digest = world.step, world.digest
+        model = world.model.requires_grad_(False)
+        model.spec.check_compatible(self.spec, f"expert data {self.expert_data}")
+        with self._autocast():
+            expert = ExpertLatents.from_episodes(model, train, config.horizon, self.device)
+            self.validation = ExpertLatents.from_episodes(model, val, config.horizon, self.device)
+        self.algo = method.algorithm(model, expert, config)
 
     def _autocast(self):
         return torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.bf16)

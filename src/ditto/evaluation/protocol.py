@@ -19,8 +19,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from ditto.agents.bc import PixelPolicy
-from ditto.agents.networks import Actor
+from ditto.agents.registry import config_from_json, get_method
 from ditto.agents.trainer import SNAPSHOTS, load_agent_world_model
 from ditto.checkpoint import Checkpoint, load_checkpoint
 from ditto.config import AgentConfig
@@ -75,17 +74,16 @@ def run_episodes(
 
 def agent_loader(saved: dict[str, Any], device: torch.device, greedy: bool):
     """A function snapshot checkpoint -> deployed agent; the world model is loaded once, here."""
-    config = AgentConfig.from_json(saved["agent"])
+    config = config_from_json(saved["agent"])
     spec = EnvSpec.from_json(saved["env"])
-    if config.algo == "bc":
-        policy = PixelPolicy(spec, config).to(device).eval()
-        agent = PixelAgent(policy, spec.action, greedy)
-    else:
+    method = get_method(config.algo)
+    if method.world_model:
         model = load_agent_world_model(saved["world_model"], saved, str(device)).model
-        policy = (
-            Actor(model.feature_dim, spec.action, config.layers, config.units).to(device).eval()
-        )
-        agent = LatentAgent(model, policy, greedy)
+        policy = method.algorithm.deployed_policy(config, spec, model.feature_dim).to(device)
+        agent = LatentAgent(model, policy.eval(), greedy)
+    else:
+        policy = method.algorithm.deployed_policy(config, spec).to(device).eval()
+        agent = PixelAgent(policy, spec.action, greedy)
 
     def load(checkpoint: Checkpoint):
         checkpoint.restore("policy", policy)
@@ -108,7 +106,7 @@ def _scored_run(run: Path, sticky_actions: bool) -> tuple[dict[str, Any], AgentC
     """The run's saved config, its agent config and its env, checked against the env as
     ditto makes it now."""
     saved = read_config(run, "agent")
-    config = AgentConfig.from_json(saved["agent"])
+    config = config_from_json(saved["agent"])
     spec = EnvSpec.from_json(saved["env"])
     env_spec(
         spec.env_id, size=spec.obs_shape[1], grayscale=spec.obs_shape[0] == 1

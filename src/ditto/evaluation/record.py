@@ -9,8 +9,8 @@ import numpy as np
 import torch
 from PIL import Image
 
+from ditto.agents.registry import config_from_json
 from ditto.checkpoint import load_checkpoint
-from ditto.config import AgentConfig
 from ditto.device import resolve_device
 from ditto.envs import make_env
 from ditto.evaluation.protocol import agent_loader, policy_snapshots
@@ -34,7 +34,7 @@ def record_episode(
     run = Path(run)
     saved = read_config(run, "agent")
     spec = EnvSpec.from_json(saved["env"])
-    greedy = AgentConfig.from_json(saved["agent"]).greedy if greedy is None else greedy
+    greedy = config_from_json(saved["agent"]).greedy if greedy is None else greedy
     newest = policy_snapshots(run)[-1]
     agent = agent_loader(saved, resolve_device(device), greedy)(load_checkpoint(newest))
     torch.manual_seed(seed)  # the policy samples actions (and latents)

@@ -1,8 +1,9 @@
 """`ditto demo`: the whole DITTO pipeline on one env, ending in a report.
 
-Collect expert and noisy episodes, train the world model, train DITTO, D-BC,
-D-GAIL and pixel BC for several N_E and seeds, score them in the real env and
-write report.md / report.html / results.json. The demo is a Grid (see grid.py)
+Collect expert and noisy episodes, train the world model, train every registered
+method (DITTO, D-BC, D-GAIL and pixel BC) for several N_E and seeds, score them in
+the real env and write report.md / report.html / results.json, with a GIF of each
+method playing. The demo is a Grid (see grid.py)
 with a plan per env sized to a stated budget; every stage is cached, so a
 re-run reuses finished work and an interrupted demo resumes.
 """
@@ -40,7 +41,6 @@ DEMOS: dict[str, dict[str, Any]] = {
                 }
             ],
             "presets": ["small"],
-            "algos": ["ditto", "dbc", "dgail", "bc"],
             "expert_episodes": [1, 4, 15],
             "seeds": [0, 1],
             # Sized for the budget: batch 8 at lr 1e-3 reached the reconstruction error of the
@@ -78,7 +78,6 @@ DEMOS: dict[str, dict[str, Any]] = {
                 }
             ],
             "presets": ["small"],
-            "algos": ["ditto", "dbc", "dgail", "bc"],
             "expert_episodes": [1, 4, 15],
             "seeds": [0, 1],
             "world_model": {"steps": 20000},
@@ -141,7 +140,7 @@ def run_demo(
     stage("write the report, with GIFs of the agents playing")
     preset, largest = grid.presets[0], max(grid.expert_episodes)
     gifs = {}
-    for algo in ("ditto", "bc"):
+    for algo in grid.algos:
         run = cell_dir(out, env, preset, algo, largest, grid.seeds[0])
         if run.is_dir():
             gif = out / "figures" / f"agent_{algo}.gif"

@@ -35,7 +35,8 @@ from typing import Any
 
 from tqdm.auto import tqdm
 
-from ditto.config import AGENT_PRESETS, ALGOS, WORLD_MODEL_PRESETS, agent_config, world_model_config
+from ditto.agents.registry import agent_config, config_from_json, get_method, method_names
+from ditto.config import WORLD_MODEL_PRESETS, AgentConfig, world_model_config
 from ditto.envs import has_sticky_actions
 from ditto.errors import ConfigError, DittoError
 from ditto.io import atomic_write_json, writer_lock
@@ -74,7 +75,7 @@ class Evaluation:
 class Grid:
     envs: tuple[EnvPlan, ...]
     presets: tuple[str, ...] = ("small",)
-    algos: tuple[str, ...] = ALGOS
+    algos: tuple[str, ...] = field(default_factory=method_names)  # default: every method
     expert_episodes: tuple[int, ...] = (4,)
     seeds: tuple[int, ...] = (0,)
     world_model: dict[str, Any] = field(default_factory=dict)  # overrides for every env
@@ -135,13 +136,12 @@ def _mappings(data: dict[str, Any]) -> dict[str, Any]:
 
 def _validate(grid: Grid) -> None:
     for preset in grid.presets:
-        if preset not in WORLD_MODEL_PRESETS or preset not in AGENT_PRESETS:
+        if preset not in WORLD_MODEL_PRESETS or preset not in AgentConfig.PRESETS:
             raise ConfigError(
                 f"grid: unknown preset {preset!r}; choose from {', '.join(WORLD_MODEL_PRESETS)}"
             )
     for algo in (*grid.algos, *grid.agent_by_algo):
-        if algo not in ALGOS:
-            raise ConfigError(f"grid: unknown algo {algo!r}; choose from {', '.join(ALGOS)}")
+        get_method(algo)
     for plan in grid.envs:
         if grid.evaluation.sticky_actions and not has_sticky_actions(plan.env):
             raise ConfigError(
@@ -276,7 +276,6 @@ def run_cell(cell: Cell, progress: bool = False, threads: int | None = None) -> 
     import torch
 
     from ditto.agents.trainer import train_agent
-    from ditto.config import AgentConfig
     from ditto.evaluation.protocol import evaluate_run
 
     if threads:
@@ -285,8 +284,8 @@ def run_cell(cell: Cell, progress: bool = False, threads: int | None = None) -> 
     scored = finished(cell)
     if scored is not None:
         return scored
-    config = AgentConfig.from_json(cell.config)
-    world_model = None if config.algo == "bc" else cell.world_model
+    config = config_from_json(cell.config)
+    world_model = cell.world_model if get_method(config.algo).world_model else None
     train_agent(
         config,
         cell.expert_data,
@@ -303,7 +302,6 @@ def run_cell(cell: Cell, progress: bool = False, threads: int | None = None) -> 
 
 def finished(cell: Cell) -> dict[str, Any] | None:
     """The cell's saved score if it was made under the cell's evaluation settings, else None."""
-    from ditto.config import AgentConfig
     from ditto.evaluation.protocol import recorded_protocol, resolve_protocol
 
     path = Path(cell.out) / EVAL
@@ -311,7 +309,7 @@ def finished(cell: Cell) -> dict[str, Any] | None:
         return None
     scored = json.loads(path.read_text())
     wanted = resolve_protocol(
-        AgentConfig.from_json(cell.config),
+        config_from_json(cell.config),
         checkpoints=cell.evaluation["checkpoints"],
         episodes=cell.evaluation["episodes"],
         greedy=cell.evaluation["greedy"],

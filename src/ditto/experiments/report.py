@@ -24,6 +24,7 @@ from typing import Any
 
 import numpy as np
 
+from ditto.agents.registry import METHODS
 from ditto.errors import DittoError
 from ditto.evaluation.protocol import aggregate, recorded_protocol, setting_of, standard_error
 from ditto.io import atomic_write_bytes, atomic_write_json
@@ -47,8 +48,6 @@ REQUIRED = {
     "normalized_score",
     "returns",
 }
-METHODS = {"ditto": "DITTO", "dbc": "D-BC", "dgail": "D-GAIL", "bc": "BC"}  # report order
-COLORS = {"ditto": "tab:blue", "dbc": "tab:orange", "dgail": "tab:green", "bc": "tab:red"}
 
 
 # ----- results ---------------------------------------------------------------------------------
@@ -122,11 +121,16 @@ def _pooled_stderr(runs: list[dict[str, Any]]) -> float:
 
 
 def _method_rank(algo: str) -> int:
+    """Methods in the order they registered; runs of a method not registered here come last."""
     return list(METHODS).index(algo) if algo in METHODS else len(METHODS)
 
 
 def _label(algo: str) -> str:
-    return METHODS.get(algo, algo)
+    return METHODS[algo].label if algo in METHODS else algo
+
+
+def _color(algo: str) -> str | None:
+    return METHODS[algo].color if algo in METHODS else None
 
 
 def _algos(items: list[dict[str, Any]]) -> list[str]:
@@ -178,7 +182,7 @@ def score_figure(env_id: str, rows: list[dict[str, Any]], path: Path) -> None:
             marker="o",
             capsize=3,
             label=_label(algo),
-            color=COLORS.get(algo),
+            color=_color(algo),
         )
     ax.axhline(1.0, ls="--", color="tab:gray", lw=1, label="expert")
     ax.axhline(0.0, ls="--", color="black", lw=1, label="random")
@@ -223,12 +227,12 @@ def training_figure(env_id: str, evals: list[dict[str, Any]], path: Path) -> int
         steps, returns = _mean_curve(
             [[(c["step"], c["return_mean"]) for c in e.get("checkpoints", [])] for e in mine]
         )
-        left.plot(steps, returns, marker="o", label=_label(algo), color=COLORS.get(algo))
-        if algo != "bc":  # pixel BC has no latent space
-            steps, distances = _mean_curve(
-                [_metric_curve(Path(e["run_dir"]), "val/latent_distance") for e in mine]
-            )
-            right.plot(steps, distances, label=_label(algo), color=COLORS.get(algo))
+        left.plot(steps, returns, marker="o", label=_label(algo), color=_color(algo))
+        steps, distances = _mean_curve(
+            [_metric_curve(Path(e["run_dir"]), "val/latent_distance") for e in mine]
+        )
+        if steps:  # methods without a latent space (pixel BC) log no latent distance
+            right.plot(steps, distances, label=_label(algo), color=_color(algo))
     left.axhline(
         np.mean([e["expert_return"] for e in runs]), ls="--", color="tab:gray", lw=1, label="expert"
     )
