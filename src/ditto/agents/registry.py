@@ -7,9 +7,14 @@ method's name), its algorithm class, and one registration line:
     register_method(Method(DittoConfig, Ditto, label="DITTO", color="tab:blue"))
 
 A method that trains in a world model (world_model=True) subclasses LatentImitation and is
-built as `algorithm(model, expert_latents, config)`; one that learns from frames alone is built
-as `algorithm(episodes, spec, config, device)` (see PixelBC). The built-in methods register when
-`ditto.agents` is imported, in the order the report lists them.
+built as `algorithm(model, expert_latents, config)`. One that learns from frames alone is built
+as `algorithm(episodes, spec, config, device)` and gives `expert_frames(episodes)`, the held-out
+data its diagnostics read, and `deployed_policy(config, spec)` (see PixelBC). Both give
+`policy`, `stateful()`, `update(step, generator)` and `diagnostics(validation, policy)`.
+
+The built-in methods register when `ditto.agents` is imported, in the order the report lists
+them. A method from elsewhere is registered in the processes that import its module: not in
+the worker processes of a grid run with jobs > 1, which import only ditto.
 """
 
 from __future__ import annotations
