@@ -26,7 +26,8 @@ import argparse
 import json
 from pathlib import Path
 
-from ditto.config import agent_config, world_model_config
+from ditto.agents.registry import agent_config
+from ditto.config import world_model_config
 
 
 def main() -> None:
