@@ -18,6 +18,9 @@ A cell (one agent run) is finished when its eval.json was made under the
 grid's evaluation settings. Agent cells run in `jobs` processes with one torch
 thread each: on a small CPU two small models in parallel beat one model on two
 threads.
+
+This module is the local process pool; ditto.experiments.ray_backend runs the same
+stages as Ray tasks on a cluster (the grid's optional `resources` section sizes them).
 """
 
 from __future__ import annotations
@@ -39,6 +42,7 @@ from ditto.agents.registry import agent_config, config_from_json, get_method, me
 from ditto.config import WORLD_MODEL_PRESETS, AgentConfig, world_model_config
 from ditto.envs import has_sticky_actions
 from ditto.errors import ConfigError, DittoError
+from ditto.experiments.resources import check_resources
 from ditto.io import atomic_write_json, writer_lock
 from ditto.runs import EVAL
 
@@ -82,9 +86,15 @@ class Grid:
     agent: dict[str, Any] = field(default_factory=dict)
     agent_by_algo: dict[str, dict[str, Any]] = field(default_factory=dict)
     evaluation: Evaluation = Evaluation()
+    # CPUs and GPUs per stage for the Ray backend (ditto.experiments.resources); the local
+    # pool ignores them, and they change no result.
+    resources: dict[str, Any] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
-        return json.loads(json.dumps(asdict(self)))  # tuples as lists, as read back from grid.json
+        data = json.loads(json.dumps(asdict(self)))  # tuples as lists, as read back from grid.json
+        if not data["resources"]:
+            del data["resources"]  # a grid without them writes the grid.json it always did
+        return data
 
 
 def _checked(cls, data: Any, where: str) -> dict[str, Any]:
@@ -119,6 +129,7 @@ def grid_from_dict(data: dict[str, Any]) -> Grid:
                 raise ConfigError(f"grid: {key} must be a non-empty list, got {value!r}")
             lists[key] = tuple(value)
     grid = Grid(envs=envs, evaluation=evaluation, **lists, **_mappings(data))
+    check_resources(grid.resources)
     _validate(grid)
     return grid
 
@@ -126,7 +137,7 @@ def grid_from_dict(data: dict[str, Any]) -> Grid:
 def _mappings(data: dict[str, Any]) -> dict[str, Any]:
     """Override sections (world_model, agent, agent_by_algo) as dicts; an empty YAML section is {}."""
     out = dict(data)
-    for key in ("world_model", "agent", "agent_by_algo"):
+    for key in ("world_model", "agent", "agent_by_algo", "resources"):
         if key in out:
             out[key] = out[key] or {}
             if not isinstance(out[key], dict):
@@ -275,27 +286,39 @@ def run_cell(cell: Cell, progress: bool = False, threads: int | None = None) -> 
     reused while it was made under the same evaluation settings."""
     import torch
 
-    from ditto.agents.trainer import train_agent
-    from ditto.evaluation.protocol import evaluate_run
-
     if threads:
         torch.set_num_threads(threads)
-    out = Path(cell.out)
     scored = finished(cell)
     if scored is not None:
         return scored
+    train_cell(cell, progress)
+    return score_cell(cell, progress=progress)
+
+
+def train_cell(cell: Cell, progress: bool = False) -> None:
+    """Train the cell's agent, resuming from its run directory's checkpoint if it has one."""
+    from ditto.agents.trainer import train_agent
+
     config = config_from_json(cell.config)
     world_model = cell.world_model if get_method(config.algo).world_model else None
     train_agent(
         config,
         cell.expert_data,
-        out,
+        cell.out,
         world_model,
         device=cell.device,
         resume=True,
         progress=progress,
     )
-    result = evaluate_run(out, device=cell.device, progress=progress, **cell.evaluation)
+
+
+def score_cell(cell: Cell, device: str | None = None, progress: bool = False) -> dict[str, Any]:
+    """Score the cell's trained agent under its evaluation settings into its eval.json
+    (on `device`, default the cell's)."""
+    from ditto.evaluation.protocol import evaluate_run
+
+    out = Path(cell.out)
+    result = evaluate_run(out, device=device or cell.device, progress=progress, **cell.evaluation)
     atomic_write_json(out / EVAL, result)
     return result
 
@@ -428,7 +451,7 @@ def print_stage(text: str) -> None:
 
 # What a grid may change between runs into the same directory: it may add cells, and
 # a changed evaluation re-scores them; the settings that made finished runs may not change.
-GROWABLE = ("envs", "presets", "algos", "expert_episodes", "seeds", "evaluation")
+GROWABLE = ("envs", "presets", "algos", "expert_episodes", "seeds", "evaluation", "resources")
 
 
 def _changed_settings(saved: dict[str, Any], new: dict[str, Any]) -> list[str]:
@@ -448,7 +471,7 @@ def _changed_settings(saved: dict[str, Any], new: dict[str, Any]) -> list[str]:
     return changed
 
 
-def _check_envs_and_experts(grid: Grid) -> None:
+def check_envs_and_experts(grid: Grid) -> None:
     """Unknown env ids and experts that cannot load fail before anything is written."""
     from ditto.envs import env_spec
     from ditto.experts import make_expert
@@ -471,14 +494,13 @@ def run_grid(
     `stage` is told when each stage begins (a progress display). A second sweep into `out`
     meanwhile is refused."""
     out = Path(out)
-    _check_envs_and_experts(grid)
+    check_envs_and_experts(grid)
     with writer_lock(out):
         return _run_stages(grid, out, device, jobs, stage)
 
 
-def _run_stages(
-    grid: Grid, out: Path, device: str, jobs: int | None, stage: Callable[[str], None]
-) -> list[dict[str, Any]]:
+def prepare_grid_dir(grid: Grid, out: Path) -> None:
+    """Write grid.json into `out`, refusing a directory run with other settings (see GROWABLE)."""
     saved = out / "grid.json"
     if saved.is_file():
         changed = _changed_settings(json.loads(saved.read_text()), grid.to_json())
@@ -489,6 +511,12 @@ def _run_stages(
             )
     out.mkdir(parents=True, exist_ok=True)
     atomic_write_json(saved, grid.to_json())
+
+
+def _run_stages(
+    grid: Grid, out: Path, device: str, jobs: int | None, stage: Callable[[str], None]
+) -> list[dict[str, Any]]:
+    prepare_grid_dir(grid, out)
     jobs = jobs or default_jobs(device)
     results = []
     for plan in grid.envs:
