@@ -3,8 +3,9 @@
 - `cli.md`: every `ditto` command's `--help`, walked from `ditto.cli.build_parser()`.
 - option tables: a line `<!-- ditto-options DittoConfig horizon batch ... -->` (or `*` for
   every field) in a page becomes a table of those config fields with their CLI flag, their
-  default in each preset and the comment beside them where they are declared. The config is
-  WorldModelConfig, a method's (DittoConfig, ...), or AgentConfig: every method's settings.
+  default in each preset and the comment beside them where they are declared (the CLI's help
+  reads the same comments, ditto.config.field_docs). The config is WorldModelConfig, a
+  method's (DittoConfig, ...), or AgentConfig: every method's settings.
 - `results.md` and `changelog.md`: `benchmarks/RESULTS.md` and `CHANGELOG.md` from
   the repository root, their links outside the site rewritten.
 
@@ -15,12 +16,9 @@ them without the docs extra installed.
 from __future__ import annotations
 
 import argparse
-import ast
-import io
 import os
 import re
 import sys
-import tokenize
 from collections.abc import Iterator
 from dataclasses import fields
 from pathlib import Path
@@ -32,12 +30,6 @@ except ImportError:  # a plain checkout: the source tree
     sys.path.insert(0, str(ROOT / "src"))
 
 OPTIONS = re.compile(r"^<!-- ditto-options (\w+) ([\w* ]+?) -->$", re.MULTILINE)
-# Flags of `ditto train` / `train-world-model` whose dest is not the config field's name.
-FLAG_FIELDS = {
-    "frame_stack": "bc_frame_stack",
-    "augment": "bc_augment",
-    "no_carry_state": "carry_state",
-}
 HELP_WIDTH = "100"
 
 
@@ -120,69 +112,8 @@ def _anchor(path: tuple[str, ...]) -> str:
 # --- option tables from the config dataclasses -------------------------------------------
 
 
-def field_comments(source: str, class_name: str) -> dict[str, str]:
-    """The comment on each field of a dataclass in `source`: the one on the field's own
-    lines, else the block of comment lines right above it if that is more than a section
-    label, else a note of this page's (NOTES)."""
-    inline: dict[int, str] = {}
-    alone: dict[int, str] = {}
-    for token in tokenize.generate_tokens(io.StringIO(source).readline):
-        if token.type == tokenize.COMMENT:
-            text = token.string.lstrip("#").strip()
-            (alone if token.line.strip().startswith("#") else inline)[token.start[0]] = text
-    (cls,) = (
-        node
-        for node in ast.parse(source).body
-        if isinstance(node, ast.ClassDef) and node.name == class_name
-    )
-    found = {}
-    for node in cls.body:
-        if not (isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name)):
-            continue
-        name = node.target.id
-        lines = range(node.lineno, node.end_lineno + 1)
-        own = [inline.get(n) or alone[n] for n in lines if n in inline or n in alone]
-        above, line = [], node.lineno - 1
-        while line in alone:
-            above.insert(0, alone[line])
-            line -= 1
-        block = " ".join(above)
-        found[name] = (
-            " ".join(own)
-            or (block if len(block.split()) >= 6 else "")
-            or NOTES.get((class_name, name), "")
-        )
-    return found
-
-
-# What a field does, for fields that their config class leaves without a comment.
-NOTES = {
-    ("AgentConfig", "units"): "units per layer of the actor and critic MLPs",
-    ("AgentConfig", "lr"): "actor (policy) learning rate",
-    ("AgentConfig", "steps"): "updates",
-    ("AgentConfig", "log_every"): "updates between logged metrics",
-    ("AgentConfig", "eval_envs"): "vectorised envs that play the evaluation episodes",
-    ("AgentConfig", "precision"): "auto (bf16 autocast on fast-bf16 hardware), bf16 or fp32",
-    ("AgentConfig", "seed"): "seed of the run",
-    ("WorldModelConfig", "kl_scale"): "weight of the KL term (see image_scale)",
-    ("WorldModelConfig", "kl_balance"): "share of the KL that trains the prior (see image_scale)",
-    ("WorldModelConfig", "free_nats"): "KL below this many nats is not penalised",
-    ("WorldModelConfig", "lr"): "AdamW learning rate",
-    ("WorldModelConfig", "eps"): "AdamW epsilon",
-    ("WorldModelConfig", "weight_decay"): "AdamW weight decay",
-    ("WorldModelConfig", "grad_clip"): "gradient-norm clip",
-    ("WorldModelConfig", "batch"): "sequences per batch",
-    ("WorldModelConfig", "length"): "steps per sequence",
-    ("WorldModelConfig", "steps"): "training steps",
-    ("WorldModelConfig", "eval_every"): "training steps between validations",
-    ("WorldModelConfig", "checkpoint_every"): "training steps between checkpoints",
-    ("WorldModelConfig", "open_loop_horizon"): "frames the prior predicts alone in validation",
-    ("WorldModelConfig", "seed"): "seed of the run",
-}
-
-
 def _flags(command: str) -> dict[str, str]:
-    """Config field -> the flag of `ditto COMMAND` that sets it."""
+    """Config field -> the flag of `ditto COMMAND` that sets it (each flag's dest is its field)."""
     from ditto.cli import build_parser
 
     parser = {path: sub for path, _, sub in walk(build_parser())}[(command,)]
@@ -190,7 +121,7 @@ def _flags(command: str) -> dict[str, str]:
     for action in parser._actions:
         long = [s for s in action.option_strings if s.startswith("--")]
         if long and action.dest not in ("help", "set"):
-            flags[FLAG_FIELDS.get(action.dest, action.dest)] = long[0]
+            flags[action.dest] = long[0]
     return flags
 
 
@@ -216,46 +147,31 @@ def options_table(config: str, names: list[str]) -> str:
 
 
 def _settings(config: str) -> tuple[dict[str, dict[str, object]], dict[str, str], str]:
-    """Each field of `config` with its value in each preset and its comment, and the command
-    that takes them. AgentConfig covers every registered method's config (a field shared by
-    several, from the first that has it)."""
-    import ditto.config as module
-    from ditto.agents.registry import METHODS
+    """Each field of `config` with its value in each preset and its comment (where its class
+    declares it: ditto.config.field_docs), and the command that takes them. AgentConfig covers
+    every registered method's config (a field shared by several, from the first that has it)."""
+    from ditto.agents.registry import METHODS, method_settings
+    from ditto.config import WORLD_MODEL_PRESETS, WorldModelConfig, field_docs
 
+    command, presets = "train", None
     if config == "WorldModelConfig":
-        classes, command = (
-            {module.WorldModelConfig: module.WORLD_MODEL_PRESETS},
-            "train-world-model",
-        )
+        owners = {f.name: WorldModelConfig for f in fields(WorldModelConfig)}
+        command, presets = "train-world-model", {WorldModelConfig: WORLD_MODEL_PRESETS}
+    elif config == "AgentConfig":
+        owners = method_settings()
     else:
-        methods = [m.config for m in METHODS.values()]
-        chosen = [c for c in methods if config in ("AgentConfig", c.__name__)]
-        classes, command = {c: c.presets() for c in chosen}, "train"
-    if not classes:
+        chosen = [m.config for m in METHODS.values() if m.config.__name__ == config]
+        owners = {f.name: chosen[0] for f in fields(chosen[0])} if chosen else {}
+    if not owners:
         known = ["WorldModelConfig", "AgentConfig", *(m.config.__name__ for m in METHODS.values())]
         raise ValueError(f"ditto-options: unknown config {config!r}; one of {known}")
-    values: dict[str, dict[str, object]] = {}
-    comments: dict[str, str] = {}
-    for cls, presets in classes.items():
-        declared = _declared_comments(cls)
-        for field in fields(cls):
-            if field.name not in values:
-                values[field.name] = {n: getattr(c, field.name) for n, c in presets.items()}
-                comments[field.name] = declared[field.name]
+    presets = presets or {cls: cls.presets() for cls in set(owners.values())}
+    values = {
+        name: {preset: getattr(c, name) for preset, c in presets[cls].items()}
+        for name, cls in owners.items()
+    }
+    comments = {name: field_docs(cls)[name] for name, cls in owners.items()}
     return values, comments, command
-
-
-def _declared_comments(cls: type) -> dict[str, str]:
-    """The comment on each field of config class `cls` where a class of its declares it; a
-    field declared again without one (each method's `algo`) keeps its base's."""
-    comments: dict[str, str] = {}
-    for klass in reversed(cls.__mro__):
-        if "__dataclass_fields__" in vars(klass):
-            source = Path(sys.modules[klass.__module__].__file__).read_text()
-            for name, text in field_comments(source, klass.__name__).items():
-                if text or name not in comments:
-                    comments[name] = text
-    return comments
 
 
 def _value(value) -> str:

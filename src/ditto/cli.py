@@ -17,6 +17,9 @@
     ditto sweep CONFIG.yaml --out DIR       an experiment grid (finished cells are skipped)
     ditto report DIR                        report.md/.html and results.json from evaluated runs
 
+The training commands' settings are their configs' fields: each field is a flag, with its
+type, choices, preset values and comment as help (see "the parser" below).
+
 Errors in the user's input print one line (`error: ...`) and exit with status 2.
 Heavy modules are imported inside each command so that `--help` is instant.
 """
@@ -27,9 +30,10 @@ import argparse
 import json
 import sys
 from collections.abc import Callable
-from dataclasses import replace
+from dataclasses import fields, replace
+from functools import cache
 from pathlib import Path
-from typing import Any
+from typing import Any, get_args, get_origin, get_type_hints
 
 EXPERT_HELP = "random | scripted | sb3:PATH.zip | zoo:FOLDER"
 
@@ -167,10 +171,10 @@ def _cmd_expert_eval(args: argparse.Namespace) -> None:
         )
 
 
-def _training_config(args: argparse.Namespace, section: str, **flags: Any) -> Any:
+def _training_config(args: argparse.Namespace, section: str) -> Any:
     """The config a training command asks for: the preset, its --set KEY=VALUE pairs and its
-    flags (None: not given). A resumed run keeps its own config, so there only --steps may
-    change, and without it the run finishes at its own length, not at the preset's."""
+    settings' flags (None: not given). A resumed run keeps its own config, so there only
+    --steps may change, and without it the run finishes at its own length, not the preset's."""
     from ditto.config import WorldModelConfig, world_model_config
     from ditto.errors import ConfigError
     from ditto.runs import has_checkpoint
@@ -186,6 +190,7 @@ def _training_config(args: argparse.Namespace, section: str, **flags: Any) -> An
             settings[key] = text  # a word, e.g. nearest
         if settings[key] is None:
             raise ConfigError(f"--set {pair}: give {key} a value")
+    flags = {name: getattr(args, name) for name in args._settings}
     given = {key: value for key, value in flags.items() if value is not None}
     both = sorted(set(settings) & set(given))
     if both:
@@ -242,18 +247,7 @@ def _say_restarting(out: Path) -> None:
 def _cmd_train_world_model(args: argparse.Namespace) -> None:
     from ditto.world_model.trainer import train_world_model
 
-    config = _training_config(
-        args,
-        "world_model",
-        steps=args.steps,
-        batch=args.batch,
-        length=args.length,
-        seed=args.seed,
-        precision=args.precision,
-        compile=True if args.compile else None,
-        carry_state=False if args.no_carry_state else None,
-        data_weights=args.data_weights,
-    )
+    config = _training_config(args, "world_model")
     run = train_world_model(args.data, args.out, config, device=args.device, resume=args.resume)
     print(
         f"world model trained for {run.step} steps: {run.path} (diagnostics in {run.path / 'diagnostics'})"
@@ -322,24 +316,7 @@ def _print_bench(args: argparse.Namespace, result: dict, measured: str) -> None:
 def _cmd_train(args: argparse.Namespace) -> None:
     from ditto.agents.trainer import train_agent
 
-    config = _training_config(
-        args,
-        "agent",
-        algo=args.algo,
-        expert_episodes=args.expert_episodes,
-        steps=args.steps,
-        seed=args.seed,
-        horizon=args.horizon,
-        batch=args.batch,
-        lr=args.lr,
-        reward=args.reward,
-        reward_on=args.reward_on,
-        reward_match=args.reward_match,
-        policy_ema=args.policy_ema,
-        bc_frame_stack=args.frame_stack,
-        bc_augment=True if args.augment else None,
-        precision=args.precision,
-    )
+    config = _training_config(args, "agent")
     run = train_agent(
         config, args.expert_data, args.out, args.world_model, device=args.device, resume=args.resume
     )
@@ -401,6 +378,234 @@ def _cmd_evaluate(args: argparse.Namespace) -> None:
         )
 
 
+# --- the parser -------------------------------------------------------------------------------
+# The training commands' flags are generated from the config dataclasses, a flag per field
+# (`_add_setting`), by a loop over their fields rather than by tyro: tyro would be a new
+# dependency, would parse (and word the errors and exit codes) its own way where the tests hold
+# argparse's, and needs the config classes when the parser is built, which for the methods'
+# configs (they live beside their torch code) means importing torch for every `--help`. Here
+# those commands' flags are added when one of them is parsed or its help shown (`_Parser`).
+
+# Flags that kept the names they had before the CLI was generated from the configs.
+FLAG_NAMES = {"bc_frame_stack": "--frame-stack", "bc_augment": "--augment"}
+METAVARS = {int: "INT", float: "FLOAT", str: "TEXT"}
+SETTINGS_NOTE = (
+    "each the preset's value unless given (a resumed run keeps its own: only --steps may "
+    "change); --set KEY=VALUE sets them too"
+)
+
+
+class _Parser(argparse.ArgumentParser):
+    """An ArgumentParser that may add its arguments when they are first needed (`fill`: to
+    parse, or to show help), so that building `ditto`'s parser imports no torch. Every `ditto`
+    run builds its parser anew: a method or reward registered before then (a plug-in, a test)
+    has its flags and is a choice."""
+
+    def __init__(self, *args: Any, fill: Callable[[Any], None] | None = None, **kwargs: Any):
+        super().__init__(*args, **kwargs)
+        self._fill = fill
+
+    def complete(self) -> _Parser:
+        """Add the deferred arguments now (once)."""
+        fill, self._fill = self._fill, None
+        if fill is not None:
+            fill(self)
+        return self
+
+    def parse_known_args(self, args=None, namespace=None):
+        self.complete()
+        return super().parse_known_args(args, namespace)
+
+    def format_usage(self) -> str:
+        self.complete()
+        return super().format_usage()
+
+    def format_help(self) -> str:
+        self.complete()
+        return super().format_help()
+
+
+def build_parser(*, deferred: bool = False) -> argparse.ArgumentParser:
+    """The `ditto` parser. deferred=True (what `main` runs): the training commands' flags are
+    added only when one of those commands is parsed or its help shown, so that `ditto --help`
+    and the other commands import no torch; the help is the same either way."""
+    parser = _Parser(
+        prog="ditto",
+        description="Offline imitation learning from pixels with world models (DITTO).",
+    )
+    parser.add_argument("--version", action="version", version=_version())
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for add in (
+        _add_collect,
+        _add_dataset,
+        _add_expert,
+        _add_run,
+        _add_train_world_model,
+        _add_train,
+        _add_evaluate,
+        _add_probe,
+        _add_demo,
+        _add_sweep,
+        _add_report,
+        _add_bench,
+    ):
+        add(commands)
+    if not deferred:
+        _complete(parser)
+    return parser
+
+
+def _complete(parser: argparse.ArgumentParser) -> None:
+    """Add every deferred argument of `parser` and of the commands below it."""
+    if isinstance(parser, _Parser):
+        parser.complete()
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for sub in action.choices.values():
+                _complete(sub)
+
+
+# --- the training commands: their settings are their config's fields ---------------------------
+
+
+def _add_train_world_model(commands) -> None:
+    commands.add_parser(
+        "train-world-model",
+        help="train a reward-free world model on datasets",
+        fill=_train_world_model_flags,
+    )
+
+
+def _train_world_model_flags(p: argparse.ArgumentParser) -> None:
+    from ditto.config import WORLD_MODEL_PRESETS, WorldModelConfig
+
+    p.add_argument(
+        "--data",
+        nargs="+",
+        required=True,
+        metavar="DIR",
+        help="datasets (expert and other episodes)",
+    )
+    p.add_argument("--out", required=True, metavar="RUN", help="run directory")
+    _add_preset(p, WORLD_MODEL_PRESETS, "model size")
+    p.add_argument("--device", default="auto", help="cpu, cuda, cuda:N or auto (default)")
+    _add_resume(p)
+    _add_set_flag(p, "lr=1e-3 deter=512")
+    group = p.add_argument_group("world-model settings", SETTINGS_NOTE)
+    for field in fields(WorldModelConfig):
+        _add_setting(group, WorldModelConfig, field.name, WORLD_MODEL_PRESETS)
+    names = [field.name for field in fields(WorldModelConfig)]
+    p.set_defaults(func=_cmd_train_world_model, _settings=names)
+
+
+def _add_train(commands) -> None:
+    commands.add_parser(
+        "train", help="train an imitation agent (DITTO, D-BC, D-GAIL, pixel BC)", fill=_train_flags
+    )
+
+
+def _train_flags(p: argparse.ArgumentParser) -> None:
+    from ditto.agents.registry import METHODS, method_settings
+    from ditto.config import AgentConfig
+
+    p.add_argument(
+        "--algo", required=True, choices=METHODS, metavar="ALGO", help="the method: %(choices)s"
+    )
+    frames_alone = ", ".join(m.name for m in METHODS.values() if not m.world_model)
+    unneeded = f" (not needed by {frames_alone})" if frames_alone else ""
+    p.add_argument("--world-model", default=None, metavar="RUN", help=f"world-model run{unneeded}")
+    p.add_argument("--expert-data", required=True, metavar="DIR", help="expert dataset")
+    p.add_argument("--out", required=True, metavar="RUN", help="run directory")
+    _add_preset(p, AgentConfig.PRESETS, "network sizes and schedule")
+    p.add_argument("--device", default="auto", help="cpu, cuda, cuda:N or auto (default)")
+    _add_resume(p)
+    _add_set_flag(p, "entropy=0.01 layers=3 units=128")
+    owners = {name: config for name, config in method_settings().items() if name != "algo"}
+    _add_method_settings(p, METHODS, owners)
+    p.set_defaults(func=_cmd_train, _settings=["algo", *owners])
+
+
+def _add_method_settings(p: argparse.ArgumentParser, methods: dict, owners: dict) -> None:
+    """A flag for each setting of the registered methods (`owners`: setting -> the config of
+    the first method that has it), in groups by the config class that declares it, each
+    titled with the methods it acts on. A setting of another method than --algo's is ignored."""
+    groups: dict[type, Any] = {}
+    presets = {config: config.presets() for config in set(owners.values())}
+    for name, config in owners.items():
+        declared = next(
+            k for k in reversed(config.__mro__) if name in vars(k).get("__annotations__", {})
+        )
+        if declared not in groups:
+            users = [m.name for m in methods.values() if issubclass(m.config, declared)]
+            every = len(users) == len(methods)
+            title = "settings of every method" if every else f"settings of {', '.join(users)}"
+            groups[declared] = p.add_argument_group(title, SETTINGS_NOTE if every else None)
+        required = name == "expert_episodes"  # the one a run cannot do without
+        _add_setting(groups[declared], config, name, presets[config], required)
+
+
+def _add_setting(
+    group: Any, config: type, name: str, presets: dict[str, Any], required: bool = False
+) -> None:
+    """The flag of setting `name` of `config`: --name (or FLAG_NAMES's), typed and with the
+    choices of the field, None (the preset's value) unless given; its help is the field's
+    comment (config.field_docs) and its value in each preset."""
+    from ditto.config import field_docs
+
+    hint = _type_hints(config)[name]
+    kwargs: dict[str, Any] = {"dest": name, "default": None}
+    if hint is bool:
+        kwargs["action"] = argparse.BooleanOptionalAction  # --compile / --no-compile
+    elif get_origin(hint) is tuple:
+        item = get_args(hint)[0]
+        kwargs.update(nargs="+", type=item, metavar=METAVARS[item])
+    elif name in config.choices():
+        kwargs["choices"] = config.choices()[name]
+    else:
+        kwargs.update(type=hint, metavar=METAVARS[hint])
+    doc = field_docs(config)[name]
+    if required:
+        kwargs["required"] = True
+    else:
+        doc += f" ({_preset_values({p: getattr(c, name) for p, c in presets.items()})})"
+    flag = FLAG_NAMES.get(name, "--" + name.replace("_", "-"))
+    group.add_argument(flag, help=doc.replace("%", "%%"), **kwargs)
+
+
+@cache
+def _type_hints(config: type) -> dict[str, Any]:
+    return get_type_hints(config)
+
+
+def _preset_values(values: dict[str, Any]) -> str:
+    """'default 15', or where the presets differ, 'default: debug 4, small 15, paper 15'."""
+    shown = {preset: _shown(value) for preset, value in values.items()}
+    if len(set(shown.values())) == 1:
+        return f"default {next(iter(shown.values()))}"
+    return "default: " + ", ".join(f"{preset} {value}" for preset, value in shown.items())
+
+
+def _shown(value: Any) -> str:
+    if isinstance(value, tuple):
+        return " ".join(map(str, value)) or "none"
+    return str(value)
+
+
+def _add_preset(p: argparse.ArgumentParser, presets: dict, what: str) -> None:
+    p.add_argument(
+        "--preset", default="small", choices=list(presets), help=f"{what} (default small)"
+    )
+
+
+def _add_resume(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue the run in RUN from its checkpoint (a run stopped before its first "
+        "checkpoint starts afresh, with its own settings)",
+    )
+
+
 def _add_set_flag(parser: argparse.ArgumentParser, example: str) -> None:
     parser.add_argument(
         "--set",
@@ -408,59 +613,15 @@ def _add_set_flag(parser: argparse.ArgumentParser, example: str) -> None:
         action="extend",
         default=[],
         metavar="KEY=VALUE",
-        help=f"any other config field (a run's config.json lists them), e.g. {example}; "
+        help=f"settings by the names a run's config.json gives them, e.g. {example}; "
         "values are read as JSON where they parse, else as text",
     )
 
 
-def _add_trust_pickle(p: argparse.ArgumentParser) -> None:
-    p.add_argument(
-        "--trust-pickle",
-        action="store_true",
-        help="let stable-baselines3 load an sb3:/zoo: checkpoint that ditto cannot read safely; "
-        "this runs any code pickled in the file: only for checkpoints you trust",
-    )
+# --- the other commands ------------------------------------------------------------------------
 
 
-def _add_sticky_actions(p: argparse.ArgumentParser) -> None:
-    p.add_argument(
-        "--sticky-actions",
-        action="store_true",
-        help="Atari: repeat the previous action with probability 0.25 (MinAtar: 0.1), so that "
-        "replaying a memorised game cannot score (the data are recorded without)",
-    )
-
-
-class _Registered:
-    """argparse choices read from a registry (a dict in `module`) only when argparse needs them,
-    to check a value or to show --help: building the parser imports no torch, and a method or
-    reward registered after the parser was built (a plugin, a test) is a choice too."""
-
-    def __init__(self, module: str, registry: str):
-        self.module, self.registry = module, registry
-
-    def _names(self) -> list[str]:
-        from importlib import import_module
-
-        return list(getattr(import_module(self.module), self.registry))
-
-    def __contains__(self, value: object) -> bool:
-        return value in self._names()
-
-    def __iter__(self):
-        return iter(self._names())
-
-
-def build_parser() -> argparse.ArgumentParser:
-    from ditto.config import PRECISIONS  # torch-free, as --help should stay
-
-    parser = argparse.ArgumentParser(
-        prog="ditto",
-        description="Offline imitation learning from pixels with world models (DITTO).",
-    )
-    parser.add_argument("--version", action="version", version=_version())
-    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-
+def _add_collect(commands) -> None:
     p = commands.add_parser("collect", help="record episodes of an expert into a dataset directory")
     p.add_argument("--env", required=True, help="env id, e.g. CartPole-v1 or ALE/Pong-v5")
     p.add_argument("--expert", required=True, help=f"expert spec: {EXPERT_HELP}")
@@ -481,6 +642,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_trust_pickle(p)
     p.set_defaults(func=_cmd_collect)
 
+
+def _add_dataset(commands) -> None:
     dataset = commands.add_parser("dataset", help="inspect, import and export datasets")
     sub = dataset.add_subparsers(dest="dataset_command", required=True, metavar="COMMAND")
     p = sub.add_parser("info", help="episodes, steps, returns, env and source of a dataset")
@@ -513,6 +676,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--root", default=None, help="Minari datasets folder (default: Minari's own)")
     p.set_defaults(func=_cmd_export_minari)
 
+
+def _add_expert(commands) -> None:
     expert = commands.add_parser("expert", help="train and evaluate experts")
     sub = expert.add_subparsers(dest="expert_command", required=True, metavar="COMMAND")
     p = sub.add_parser("train", help="train a PPO expert with stable-baselines3 (resumable)")
@@ -540,6 +705,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="path of the exported expert (.zip)")
     p.set_defaults(func=_cmd_expert_export)
 
+
+def _add_run(commands) -> None:
     run = commands.add_parser("run", help="check training runs")
     sub = run.add_subparsers(dest="run_command", required=True, metavar="COMMAND")
     p = sub.add_parser(
@@ -550,146 +717,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("run", metavar="RUN", help="world-model or agent run directory")
     p.set_defaults(func=_cmd_run_verify)
 
-    p = commands.add_parser("train-world-model", help="train a reward-free world model on datasets")
-    p.add_argument(
-        "--data",
-        nargs="+",
-        required=True,
-        metavar="DIR",
-        help="datasets (expert and other episodes)",
-    )
-    p.add_argument(
-        "--data-weights",
-        nargs="+",
-        type=float,
-        default=None,
-        metavar="W",
-        help="share of training frames from each --data dataset, in order (default: by frame count)",
-    )
-    p.add_argument("--out", required=True, metavar="RUN", help="run directory")
-    p.add_argument(
-        "--preset",
-        default="small",
-        choices=["debug", "small", "paper"],
-        help="model size (default small)",
-    )
-    p.add_argument(
-        "--steps",
-        type=int,
-        default=None,
-        help="training steps (default: the preset's; with --resume, the run's own)",
-    )
-    p.add_argument(
-        "--batch", type=int, default=None, help="sequences per batch (default: the preset's)"
-    )
-    p.add_argument(
-        "--length", type=int, default=None, help="steps per sequence (default: the preset's)"
-    )
-    p.add_argument("--seed", type=int, default=None)
-    p.add_argument("--device", default="auto", help="cpu, cuda, cuda:N or auto (default)")
-    p.add_argument(
-        "--resume",
-        action="store_true",
-        help="continue the run in RUN from its checkpoint (a run stopped before its first "
-        "checkpoint starts afresh, with its own settings)",
-    )
-    p.add_argument(
-        "--precision",
-        choices=PRECISIONS,
-        default=None,
-        help="auto (default): bf16 autocast on GPUs and on CPUs with native bf16, else fp32",
-    )
-    p.add_argument("--compile", action="store_true", help="torch.compile the training step")
-    p.add_argument(
-        "--no-carry-state",
-        action="store_true",
-        help="start every chunk from a zero state (no truncated BPTT)",
-    )
-    _add_set_flag(p, "lr=1e-3 deter=512")
-    p.set_defaults(func=_cmd_train_world_model)
 
-    p = commands.add_parser(
-        "train", help="train an imitation agent (DITTO, D-BC, D-GAIL, pixel BC)"
-    )
-    p.add_argument(
-        "--algo",
-        required=True,
-        choices=_Registered("ditto.agents.registry", "METHODS"),
-        metavar="ALGO",
-        help="the method: %(choices)s",
-    )
-    p.add_argument(
-        "--world-model", default=None, metavar="RUN", help="world-model run (not needed by bc)"
-    )
-    p.add_argument("--expert-data", required=True, metavar="DIR", help="expert dataset")
-    p.add_argument(
-        "--expert-episodes", type=int, required=True, metavar="N", help="use its first N episodes"
-    )
-    p.add_argument("--out", required=True, metavar="RUN", help="run directory")
-    p.add_argument("--preset", default="small", choices=["debug", "small", "paper"])
-    p.add_argument(
-        "--steps",
-        type=int,
-        default=None,
-        help="updates (default: the preset's; with --resume, the run's own)",
-    )
-    p.add_argument("--seed", type=int, default=None)
-    p.add_argument("--device", default="auto")
-    p.add_argument(
-        "--resume",
-        action="store_true",
-        help="continue the run in RUN from its checkpoint (a run stopped before its first "
-        "checkpoint starts afresh, with its own settings)",
-    )
-    p.add_argument("--horizon", type=int, default=None, help="imagination horizon H (default 15)")
-    p.add_argument(
-        "--batch", type=int, default=None, help="expert windows per update (default: the preset's)"
-    )
-    p.add_argument(
-        "--lr",
-        type=float,
-        default=None,
-        help="policy (actor) learning rate (default 3e-4; CartPole DITTO is steadier at 5e-5)",
-    )
-    p.add_argument(
-        "--reward",
-        choices=_Registered("ditto.agents.rewards", "REWARDS"),
-        default=None,
-        metavar="NAME",
-        help="ditto's similarity: %(choices)s",
-    )
-    p.add_argument(
-        "--reward-on",
-        choices=["h", "feature"],
-        default=None,
-        help="compare h only (default) or (h, z)",
-    )
-    p.add_argument(
-        "--reward-match",
-        choices=["time", "nearest"],
-        default=None,
-        help="expert latent at the same time index (default) or the nearest in the expert set",
-    )
-    p.add_argument(
-        "--policy-ema",
-        type=float,
-        default=None,
-        metavar="DECAY",
-        help="deploy a moving average of the policy's weights with this decay per update "
-        "(default 0: the policy as trained)",
-    )
-    p.add_argument(
-        "--frame-stack", type=int, default=None, help="bc: frames stacked as input (default 1)"
-    )
-    p.add_argument(
-        "--augment",
-        action="store_true",
-        help="bc: train on frames randomly shifted by up to 4 px (DrQ's augmentation)",
-    )
-    p.add_argument("--precision", choices=PRECISIONS, default=None)
-    _add_set_flag(p, "entropy=0.01 layers=3 units=128")
-    p.set_defaults(func=_cmd_train)
-
+def _add_evaluate(commands) -> None:
     p = commands.add_parser(
         "evaluate", help="score runs in the real env under the paper's protocol"
     )
@@ -720,6 +749,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.set_defaults(func=_cmd_evaluate)
 
+
+def _add_probe(commands) -> None:
     p = commands.add_parser(
         "probe",
         help="held-out R^2 of the game state (objects, RAM, state vector) from a world "
@@ -739,6 +770,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--save", action="store_true", help="also write WORLD_MODEL/probe.json")
     p.set_defaults(func=_cmd_probe)
 
+
+def _add_demo(commands) -> None:
     p = commands.add_parser("demo", help="the whole pipeline on one env, ending in a report")
     p.add_argument(
         "--env", default="CartPole-v1", help="an env with a demo plan (default CartPole-v1)"
@@ -751,6 +784,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.set_defaults(func=_cmd_demo)
 
+
+def _add_sweep(commands) -> None:
     p = commands.add_parser("sweep", help="run an experiment grid from a YAML file")
     p.add_argument("config", help="grid YAML, e.g. configs/small.yaml")
     p.add_argument("--out", required=True, help="output directory")
@@ -761,74 +796,93 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-report", action="store_true", help="skip writing the report at the end")
     p.set_defaults(func=_cmd_sweep)
 
+
+def _add_report(commands) -> None:
     p = commands.add_parser(
         "report", help="aggregate evaluated runs into report.md/.html and results.json"
     )
     p.add_argument("dir", help="a directory holding evaluated agent runs (eval.json)")
     p.set_defaults(func=_cmd_report)
 
+
+# The speed benchmarks' modes (ditto.world_model.bench.MODES); CUDA graphs, for GPUs, are not
+# a default.
+BENCH_MODES, GRAPHS = ["fp32", "bf16", "fp32+compile", "bf16+compile"], "bf16+compile+graphs"
+
+
+def _add_bench(commands) -> None:
     bench = commands.add_parser("bench", help="speed benchmarks")
     sub = bench.add_subparsers(dest="bench_command", required=True, metavar="COMMAND")
-    presets, modes = ["debug", "small", "paper"], ["fp32", "bf16", "fp32+compile", "bf16+compile"]
-    # CUDA graphs, for GPUs, so not a default (the modes: ditto.world_model.bench.MODES)
-    graphs = "bf16+compile+graphs"
-    for name, helptext, func in (
-        (
-            "world-model",
-            "world-model training steps/s: fp32 vs bf16 vs compile",
-            _cmd_bench_world_model,
-        ),
-        (
-            "imagination",
-            "DITTO updates/s (rollout + losses + optimiser): fp32 vs bf16 vs compile",
-            _cmd_bench_imagination,
-        ),
-    ):
-        p = sub.add_parser(name, help=helptext)
-        p.add_argument("--preset", nargs="+", default=presets, choices=presets)
-        p.add_argument("--modes", nargs="+", default=modes, choices=[*modes, graphs])
-        p.add_argument("--device", default="auto")
-        p.add_argument(
-            "--steps", type=_at_least(1), default=5, help="timed steps per mode (median reported)"
-        )
-        p.add_argument(
-            "--warmup",
-            type=_at_least(0),
-            default=2,
-            help="untimed steps first (compilation happens here)",
-        )
-        p.add_argument(
-            "--batch",
-            type=_at_least(1),
-            default=None,
-            help="override the batch (imagination: default 512)",
-        )
-        if name == "world-model":
-            p.add_argument(
-                "--length",
-                type=_at_least(1),
-                default=None,
-                help="override the preset's sequence length",
-            )
-        else:
-            p.add_argument(
-                "--horizon", type=_at_least(1), default=15, help="imagination horizon (default 15)"
-            )
-            p.add_argument(
-                "--reward-match",
-                choices=["time", "nearest"],
-                default="time",
-                help="DITTO's reward target (default time); nearest searches all expert latents",
-            )
-            p.add_argument(
-                "--expert-latents",
-                type=_at_least(1),
-                default=1600,
-                help="synthetic expert latents (N_E x episode length; default 1600)",
-            )
-        p.add_argument("--json", action="store_true", help="one JSON object per line")
-        p.set_defaults(func=func)
-    return parser
+    p = sub.add_parser("world-model", help="world-model training steps/s: fp32 vs bf16 vs compile")
+    _add_bench_flags(p)
+    p.add_argument(
+        "--length", type=_at_least(1), default=None, help="override the preset's sequence length"
+    )
+    p.add_argument("--json", action="store_true", help="one JSON object per line")
+    p.set_defaults(func=_cmd_bench_world_model)
+    p = sub.add_parser(
+        "imagination",
+        help="DITTO updates/s (rollout + losses + optimiser): fp32 vs bf16 vs compile",
+    )
+    _add_bench_flags(p)
+    p.add_argument(
+        "--horizon", type=_at_least(1), default=15, help="imagination horizon (default 15)"
+    )
+    p.add_argument(
+        "--reward-match",
+        choices=["time", "nearest"],
+        default="time",
+        help="DITTO's reward target (default time); nearest searches all expert latents",
+    )
+    p.add_argument(
+        "--expert-latents",
+        type=_at_least(1),
+        default=1600,
+        help="synthetic expert latents (N_E x episode length; default 1600)",
+    )
+    p.add_argument("--json", action="store_true", help="one JSON object per line")
+    p.set_defaults(func=_cmd_bench_imagination)
+
+
+def _add_bench_flags(p: argparse.ArgumentParser) -> None:
+    """The flags both speed benchmarks take."""
+    presets = ["debug", "small", "paper"]
+    p.add_argument("--preset", nargs="+", default=presets, choices=presets)
+    p.add_argument("--modes", nargs="+", default=BENCH_MODES, choices=[*BENCH_MODES, GRAPHS])
+    p.add_argument("--device", default="auto")
+    p.add_argument(
+        "--steps", type=_at_least(1), default=5, help="timed steps per mode (median reported)"
+    )
+    p.add_argument(
+        "--warmup",
+        type=_at_least(0),
+        default=2,
+        help="untimed steps first (compilation happens here)",
+    )
+    p.add_argument(
+        "--batch",
+        type=_at_least(1),
+        default=None,
+        help="override the batch (imagination: default 512)",
+    )
+
+
+def _add_trust_pickle(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--trust-pickle",
+        action="store_true",
+        help="let stable-baselines3 load an sb3:/zoo: checkpoint that ditto cannot read safely; "
+        "this runs any code pickled in the file: only for checkpoints you trust",
+    )
+
+
+def _add_sticky_actions(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--sticky-actions",
+        action="store_true",
+        help="Atari: repeat the previous action with probability 0.25 (MinAtar: 0.1), so that "
+        "replaying a memorised game cannot score (the data are recorded without)",
+    )
 
 
 def _cmd_demo(args: argparse.Namespace) -> None:
@@ -897,7 +951,7 @@ def _at_least(minimum: int) -> Callable[[str], int]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    args = build_parser(deferred=True).parse_args(argv)
     from ditto.errors import DittoError
 
     try:

@@ -9,12 +9,23 @@ AgentConfig holds what every imitation method shares; each method's own config
 extends it in the method's module, and `ditto.agents.registry.agent_config(preset,
 algo=..., **overrides)` builds one (this module sits below the agents, so it knows
 no method).
+
+A setting is declared once, as a field with its comment: the CLI's flags (ditto.cli) and the
+docs' option tables read its type, default, choices (a class's CHOICES) and that comment
+(`field_docs`).
 """
 
 from __future__ import annotations
 
+import ast
+import io
 import math
+import sys
+import tokenize
+from collections.abc import Collection
 from dataclasses import asdict, dataclass, fields, replace
+from functools import cache
+from pathlib import Path
 from typing import Any, ClassVar
 
 from ditto.errors import ConfigError
@@ -34,15 +45,29 @@ class _JsonConfig:
 
     # Float settings that must lie in [0, 1]; a subclass names its own, and its bases' count too.
     _FRACTIONS: tuple[str, ...] = ()
+    # The values a text setting may take: a subclass names its own, and its bases' count too.
+    # A registry (a dict) stays open: what registers later is a choice too.
+    CHOICES: ClassVar[dict[str, Collection[str]]] = {"precision": PRECISIONS}
+
+    @classmethod
+    def choices(cls) -> dict[str, Collection[str]]:
+        """Each setting with a fixed set of values -> those values (the CLI offers them)."""
+        return {
+            k: v
+            for klass in reversed(cls.__mro__)
+            for k, v in vars(klass).get("CHOICES", {}).items()
+        }
 
     def _check_values(self) -> None:
-        """Each scalar setting has its default's type; every int setting but the seed is a
-        count or a size (>= 1); every float is finite and >= 0. Caught here, a 0 batch is a
-        one-line error, not a NaN deep in training."""
-        if self.precision not in PRECISIONS:
-            raise ConfigError(
-                f"precision must be one of {', '.join(PRECISIONS)}, got {self.precision!r}"
-            )
+        """Each text setting with choices takes one of them; each scalar setting has its
+        default's type; every int setting but the seed is a count or a size (>= 1); every float
+        is finite and >= 0. Caught here, a 0 batch is a one-line error, not a NaN deep in
+        training."""
+        for name, allowed in self.choices().items():
+            if getattr(self, name) not in list(allowed):
+                raise ConfigError(
+                    f"{name} must be one of {', '.join(allowed)}, got {getattr(self, name)!r}"
+                )
         fractions = {
             name for klass in type(self).__mro__ for name in vars(klass).get("_FRACTIONS", ())
         }
@@ -86,37 +111,35 @@ class WorldModelConfig(_JsonConfig):
     classes: int = 32  # classes per variable
     # Loss: image_scale * image NLL + kl_scale * [balance * KL(sg(q)||p) + (1 - balance) * KL(q||sg(p))]
     image_scale: float = 2.0
-    kl_scale: float = 0.1
-    kl_balance: float = 0.8
-    free_nats: float = 0.0
+    kl_scale: float = 0.1  # weight of the KL term (see image_scale)
+    kl_balance: float = 0.8  # share of the KL that trains the prior (see image_scale)
+    free_nats: float = 0.0  # KL below this many nats is not penalised
     # Optimisation.
-    lr: float = 3e-4
-    eps: float = 1e-5
-    weight_decay: float = 0.0
-    grad_clip: float = 200.0
-    batch: int = 50
-    length: int = 50
-    steps: int = 100_000
+    lr: float = 3e-4  # AdamW learning rate
+    eps: float = 1e-5  # AdamW epsilon
+    weight_decay: float = 0.0  # AdamW weight decay
+    grad_clip: float = 200.0  # gradient-norm clip
+    batch: int = 50  # sequences per batch
+    length: int = 50  # steps per sequence
+    steps: int = 100_000  # training steps
     carry_state: bool = True  # truncated BPTT: carry h, z across consecutive chunks of an episode
     # Share of training frames drawn from each dataset, in the order they are given; empty: every
     # frame equally likely, so a dataset's share is its share of the frames.
     data_weights: tuple[float, ...] = ()
     # Speed.
-    precision: str = (
-        "auto"  # auto | bf16 | fp32: auto = bf16 autocast where the hardware has fast bf16
-    )
+    precision: str = "auto"  # auto = bf16 autocast where the hardware has fast bf16
     compile: bool = False  # torch.compile the training step
     # Logging, validation, checkpoints (in training steps).
-    log_every: int = 50
-    eval_every: int = 1000
-    checkpoint_every: int = 1000
+    log_every: int = 50  # training steps between logged metrics
+    eval_every: int = 1000  # training steps between validations
+    checkpoint_every: int = 1000  # training steps between checkpoints
     val_episodes: float = 0.1  # fraction of episodes held out for validation (at least one)
     # Validation: the posterior filters this many held-out frames (fewer where no held-out episode
     # is long enough), then the prior predicts open_loop_horizon frames alone. Long, because
     # training carries h across chunks, so slow facts (a score) need many frames to recover.
     open_loop_context: int = 50
-    open_loop_horizon: int = 15
-    seed: int = 0
+    open_loop_horizon: int = 15  # frames the prior predicts alone in validation
+    seed: int = 0  # seed of the run
 
     _FRACTIONS = ("kl_balance", "val_episodes")
 
@@ -204,6 +227,50 @@ def world_model_config(preset: str = "small", **overrides: Any) -> WorldModelCon
     return from_preset(WORLD_MODEL_PRESETS, preset, overrides)
 
 
+@cache
+def field_docs(cls: type) -> dict[str, str]:
+    """What each field of config class `cls` is, from the comment where a class of its declares
+    it (its source, read once): the comment on the field's own lines, else the block of comment
+    lines right above it if that is more than a section label. A field declared again without
+    a comment (each method's `algo`) keeps its base's; one without any is ''."""
+    docs: dict[str, str] = {}
+    for klass in reversed(cls.__mro__):
+        if "__dataclass_fields__" in vars(klass):
+            for name, text in _declared_docs(klass).items():
+                if text or name not in docs:
+                    docs[name] = text
+    return docs
+
+
+def _declared_docs(klass: type) -> dict[str, str]:
+    """The comment of each field that `klass` itself declares ({} where its source is not to
+    be had: a class made at run time, a module without its .py file)."""
+    try:
+        source = Path(sys.modules[klass.__module__].__file__).read_text()
+    except (AttributeError, KeyError, OSError, TypeError):
+        return {}
+    inline: dict[int, str] = {}
+    alone: dict[int, str] = {}
+    for token in tokenize.generate_tokens(io.StringIO(source).readline):
+        if token.type == tokenize.COMMENT:
+            text = token.string.lstrip("#").strip()
+            (alone if token.line.strip().startswith("#") else inline)[token.start[0]] = text
+    found = [n for n in ast.walk(ast.parse(source)) if getattr(n, "name", None) == klass.__name__]
+    names = {field.name for field in fields(klass)}  # not its ClassVars
+    docs = {}
+    for node in found[0].body if found else []:
+        if isinstance(node, ast.AnnAssign) and getattr(node.target, "id", None) in names:
+            lines = range(node.lineno, node.end_lineno + 1)
+            own = [inline.get(n) or alone[n] for n in lines if n in inline or n in alone]
+            above, line = [], node.lineno - 1
+            while line in alone:
+                above.insert(0, alone[line])
+                line -= 1
+            block = " ".join(above)
+            docs[node.target.id] = " ".join(own) or (block if len(block.split()) >= 6 else "")
+    return docs
+
+
 @dataclass(frozen=True)
 class AgentConfig(_JsonConfig):
     """The settings every imitation method shares: its data, networks, optimiser, schedule and
@@ -216,22 +283,22 @@ class AgentConfig(_JsonConfig):
     val_fraction: float = 0.1  # expert episodes held out (by episode) for diagnostics
     batch: int = 512  # expert windows (start states) per update
     layers: int = 8  # actor and critic MLPs: layers x units, ReLU
-    units: int = 256
-    lr: float = 3e-4
+    units: int = 256  # units per layer of the actor and critic MLPs
+    lr: float = 3e-4  # actor (policy) learning rate; CartPole DITTO is steadier at 5e-5
     # Schedule (in updates)
-    steps: int = 10_000
-    log_every: int = 100
-    checkpoint_every: int = 500  # also the spacing of the evaluation checkpoints
-    keep_checkpoints: int = 10  # the protocol scores the last 10 checkpoints
+    steps: int = 10_000  # updates
+    log_every: int = 100  # updates between logged metrics
+    checkpoint_every: int = 500  # updates between checkpoints, and so between policy snapshots
+    keep_checkpoints: int = 10  # policy snapshots kept (the protocol scores the last 10)
     # Deploy an exponential moving average of the policy's weights, with this decay per
     # update, in the snapshots and diagnostics (0: the policy as trained, the paper).
     # It smooths the policy's swings from update to update.
     policy_ema: float = 0.0
     greedy: bool = False  # evaluation: sample actions (the paper) or take the mode
-    eval_episodes: int = 20  # per checkpoint (the protocol: 20)
-    eval_envs: int = 8
-    precision: str = "auto"
-    seed: int = 0
+    eval_episodes: int = 20  # evaluation episodes per checkpoint (the protocol: 20)
+    eval_envs: int = 8  # vectorised envs that play the evaluation episodes
+    precision: str = "auto"  # auto (bf16 autocast on fast-bf16 hardware), bf16 or fp32
+    seed: int = 0  # seed of the run
 
     _FRACTIONS = ("val_fraction", "policy_ema")
     # The named presets: each config class gives the values of its own fields that differ

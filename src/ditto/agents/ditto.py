@@ -18,7 +18,6 @@ from ditto.agents.expert_data import ExpertLatents
 from ditto.agents.registry import Method, register_method
 from ditto.agents.rewards import REWARDS, matched_similarity, nearest_similarity, reward_function
 from ditto.agents.rollout import imagine
-from ditto.errors import ConfigError
 from ditto.world_model.model import WorldModel
 
 
@@ -26,23 +25,16 @@ from ditto.world_model.model import WorldModel
 class DittoConfig(ActorCriticConfig):
     algo: str = "ditto"
     # DITTO's reward: r = sim(expert latent, learner latent)
-    reward: str = "max_cosine"  # a similarity of ditto.agents.rewards: max_cosine | cosine | neg_l2
+    reward: str = "max_cosine"  # sim: a similarity registered in ditto.agents.rewards
     reward_on: str = "h"  # h (the reference code) | feature (h and z, the paper's text)
-    reward_match: str = (
-        "time"  # time: the expert latent at the same index | nearest: any expert latent
-    )
+    # time: the expert latent at the same index | nearest: any expert latent
+    reward_match: str = "time"
 
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        for name, allowed in (
-            ("reward", tuple(REWARDS)),
-            ("reward_on", ("h", "feature")),
-            ("reward_match", ("time", "nearest")),
-        ):
-            if getattr(self, name) not in allowed:
-                raise ConfigError(
-                    f"{name} must be one of {', '.join(allowed)}, got {getattr(self, name)!r}"
-                )
+    CHOICES = {
+        "reward": REWARDS,
+        "reward_on": ("h", "feature"),
+        "reward_match": ("time", "nearest"),
+    }
 
 
 class Ditto(LatentImitation):

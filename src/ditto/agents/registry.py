@@ -68,6 +68,16 @@ def method_names() -> tuple[str, ...]:
     return tuple(METHODS)
 
 
+def method_settings() -> dict[str, type[AgentConfig]]:
+    """Every setting of the registered methods -> the config of the first method that has it
+    (the CLI's flags of `ditto train`, the docs' tables of every method's settings)."""
+    owners: dict[str, type[AgentConfig]] = {}
+    for method in METHODS.values():
+        for field in fields(method.config):
+            owners.setdefault(field.name, method.config)
+    return owners
+
+
 def agent_config(preset: str = "small", **overrides: Any) -> AgentConfig:
     """The config of method `algo` (default ditto) at `preset`, with `overrides` applied (None
     values, i.e. flags not given, are ignored).
@@ -76,8 +86,7 @@ def agent_config(preset: str = "small", **overrides: Any) -> AgentConfig:
     every method shared before ignored it: so one set of settings (a grid's `agent:`, a
     script's overrides) serves several methods. A setting no method has is an error."""
     config = get_method(overrides.pop("algo", None) or DEFAULT_ALGO).config
-    known = {f.name for method in METHODS.values() for f in fields(method.config)}
-    unknown = sorted(set(overrides) - known)
+    unknown = sorted(set(overrides) - set(method_settings()))
     if unknown:
         raise ConfigError(f"unknown AgentConfig settings {unknown}")
     own = {f.name for f in fields(config)}
