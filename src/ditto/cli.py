@@ -489,7 +489,7 @@ def _train_world_model_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", required=True, metavar="RUN", help="run directory")
     _add_preset(p, WORLD_MODEL_PRESETS, "model size")
     p.add_argument("--device", default="auto", help="cpu, cuda, cuda:N or auto (default)")
-    _add_resume(p)
+    _add_switch(p, "--resume")
     _add_set_flag(p, "lr=1e-3 deter=512")
     group = p.add_argument_group("world-model settings", SETTINGS_NOTE)
     for field in fields(WorldModelConfig):
@@ -518,7 +518,7 @@ def _train_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", required=True, metavar="RUN", help="run directory")
     _add_preset(p, AgentConfig.PRESETS, "network sizes and schedule")
     p.add_argument("--device", default="auto", help="cpu, cuda, cuda:N or auto (default)")
-    _add_resume(p)
+    _add_switch(p, "--resume")
     _add_set_flag(p, "entropy=0.01 layers=3 units=128")
     owners = {name: config for name, config in method_settings().items() if name != "algo"}
     _add_method_settings(p, METHODS, owners)
@@ -597,13 +597,19 @@ def _add_preset(p: argparse.ArgumentParser, presets: dict, what: str) -> None:
     )
 
 
-def _add_resume(p: argparse.ArgumentParser) -> None:
-    p.add_argument(
-        "--resume",
-        action="store_true",
-        help="continue the run in RUN from its checkpoint (a run stopped before its first "
-        "checkpoint starts afresh, with its own settings)",
-    )
+# Switches that several commands take: flag -> help.
+SWITCHES = {
+    "--resume": "continue the run in RUN from its checkpoint (a run stopped before its first "
+    "checkpoint starts afresh, with its own settings)",
+    "--trust-pickle": "let stable-baselines3 load an sb3:/zoo: checkpoint that ditto cannot "
+    "read safely; this runs any code pickled in the file: only for checkpoints you trust",
+    "--sticky-actions": "Atari: repeat the previous action with probability 0.25 (MinAtar: "
+    "0.1), so that replaying a memorised game cannot score (the data are recorded without)",
+}
+
+
+def _add_switch(p: argparse.ArgumentParser, flag: str) -> None:
+    p.add_argument(flag, action="store_true", help=SWITCHES[flag])
 
 
 def _add_set_flag(parser: argparse.ArgumentParser, example: str) -> None:
@@ -639,7 +645,7 @@ def _add_collect(commands) -> None:
         "--num-envs", type=int, default=8, help="vectorised envs for frame-only experts (default 8)"
     )
     p.add_argument("--rgb", action="store_true", help="record RGB frames instead of grayscale")
-    _add_trust_pickle(p)
+    _add_switch(p, "--trust-pickle")
     p.set_defaults(func=_cmd_collect)
 
 
@@ -694,8 +700,8 @@ def _add_expert(commands) -> None:
     p.add_argument("--epsilon", type=float, default=0.0)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--json", action="store_true", help="print one JSON object")
-    _add_sticky_actions(p)
-    _add_trust_pickle(p)
+    _add_switch(p, "--sticky-actions")
+    _add_switch(p, "--trust-pickle")
     p.set_defaults(func=_cmd_expert_eval)
     p = sub.add_parser(
         "export",
@@ -739,7 +745,7 @@ def _add_evaluate(commands) -> None:
         help="vectorised envs (default: the run's, 8); the count decides which episodes are "
         "played, so compare scores made with the same count",
     )
-    _add_sticky_actions(p)
+    _add_switch(p, "--sticky-actions")
     p.add_argument("--device", default="auto")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.add_argument(
@@ -864,24 +870,6 @@ def _add_bench_flags(p: argparse.ArgumentParser) -> None:
         type=_at_least(1),
         default=None,
         help="override the batch (imagination: default 512)",
-    )
-
-
-def _add_trust_pickle(p: argparse.ArgumentParser) -> None:
-    p.add_argument(
-        "--trust-pickle",
-        action="store_true",
-        help="let stable-baselines3 load an sb3:/zoo: checkpoint that ditto cannot read safely; "
-        "this runs any code pickled in the file: only for checkpoints you trust",
-    )
-
-
-def _add_sticky_actions(p: argparse.ArgumentParser) -> None:
-    p.add_argument(
-        "--sticky-actions",
-        action="store_true",
-        help="Atari: repeat the previous action with probability 0.25 (MinAtar: 0.1), so that "
-        "replaying a memorised game cannot score (the data are recorded without)",
     )
 
 
