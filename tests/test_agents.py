@@ -26,7 +26,8 @@ from ditto.errors import ConfigError, DittoError, SpecError
 from ditto.evaluation.protocol import agent_loader, evaluate_run, normalized_score, policy_snapshots
 from ditto.runs import CHECKPOINT, read_config, verify_run
 from ditto.specs import ActionSpec
-from ditto.world_model.trainer import TrainingDiverged, load_world_model, train_world_model
+from ditto.training import TrainingDiverged
+from ditto.world_model.trainer import load_world_model, train_world_model
 
 
 def test_max_cosine_reward_values():

@@ -11,11 +11,11 @@ from ditto.device import use_bf16
 from ditto.envs import env_spec
 from ditto.errors import DittoError, SpecError
 from ditto.runs import read_config
+from ditto.training import TrainingDiverged
 from ditto.world_model.model import WorldModel
 from ditto.world_model.rssm import State
 from ditto.world_model.trainer import (
     CHECKPOINT,
-    TrainingDiverged,
     WorldModelTrainer,
     load_world_model,
     train_world_model,

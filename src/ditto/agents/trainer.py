@@ -16,39 +16,24 @@ from __future__ import annotations
 
 import math
 import os
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 from torch import nn
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
-from tqdm.auto import tqdm
 
 from ditto.agents.expert_data import ExpertLatents
 from ditto.agents.registry import Method, config_from_json, get_method
 from ditto.checkpoint import load_checkpoint, save_checkpoint
 from ditto.config import AgentConfig
 from ditto.data import Dataset, Episode
-from ditto.device import resolve_device, use_bf16
+from ditto.device import resolve_device
 from ditto.errors import DittoError
 from ditto.io import remove_recorded, writer_lock
-from ditto.runs import (
-    CHECKPOINT,
-    CONFIG,
-    SNAPSHOTS,
-    MetricsLog,
-    check_resumed_input,
-    check_resumed_length,
-    fork_rng,
-    read_config,
-    restore_rng,
-    rng_tensors,
-    should_resume,
-    versions,
-    write_config,
-)
-from ditto.world_model.trainer import TrainingDiverged, WorldModelRun, load_world_model
+from ditto.runs import CHECKPOINT, CONFIG, SNAPSHOTS, fork_rng, restore_rng, rng_tensors
+from ditto.training import TrainingLoop, run_precision, start_or_resume
+from ditto.world_model.trainer import WorldModelRun, load_world_model
 
 
 def split_expert_episodes(
@@ -87,7 +72,9 @@ class AgentRun:
         return str(self.path)
 
 
-class AgentTrainer:
+class AgentTrainer(TrainingLoop):
+    unit = "update"
+
     def __init__(
         self,
         config: AgentConfig,
@@ -102,18 +89,17 @@ class AgentTrainer:
         # a Dataset or a world-model run stands for its directory
         expert_data = os.fspath(expert_data)
         world_model = None if world_model is None else os.fspath(world_model)
-        resuming = should_resume(self.out, "agent", resume)
-        if resuming:
-            saved = read_config(self.out, "agent")
-            check_resumed_input(self.out, "--expert-data", expert_data, saved["expert_data"])
-            check_resumed_input(self.out, "--world-model", world_model, saved["world_model"])
-            config = config_from_json({**saved["agent"], "steps": config.steps})
+        inputs = {
+            "--expert-data": ("expert_data", expert_data),
+            "--world-model": ("world_model", world_model),
+        }
+        config, saved = start_or_resume(self.out, "agent", resume, config, config_from_json, inputs)
+        if saved is not None:
             expert_data, world_model = saved["expert_data"], saved["world_model"]
         self.config, self.expert_data = config, expert_data
         self.world_model_path = world_model
         self.device = resolve_device(device)
-        # "auto" resolves once, when the run starts: a run resumed on other hardware keeps its precision.
-        self.bf16 = saved["bf16"] if resuming else use_bf16(config.precision, self.device)
+        self.bf16 = run_precision(config, self.device, saved)
 
         dataset = Dataset(expert_data)
         self.spec = dataset.spec
@@ -125,16 +111,7 @@ class AgentTrainer:
         self.generator = torch.Generator().manual_seed(config.seed)
         self.world_model_step: int | None = None
         self.world_model_digest: str | None = None
-        method = get_method(config.algo)
-        if method.world_model:
-            self._build_in_world_model(method, train, val, saved if resuming else None)
-        elif world_model is not None:  # recorded, it would claim a dependence there is none of
-            raise DittoError(
-                f"--algo {config.algo} learns from frames alone, without a world model: drop --world-model"
-            )
-        else:
-            self.algo = method.algorithm(train, self.spec, config, self.device)
-            self.validation = self.algo.expert_frames(val)
+        self._build(get_method(config.algo), train, val, saved)
         self.policy = self.algo.policy
         self.average = (
             AveragedModel(self.policy, multi_avg_fn=get_ema_multi_avg_fn(config.policy_ema))
@@ -142,11 +119,27 @@ class AgentTrainer:
             else None
         )
         self.step = 0
-        if resuming:
-            self._load()
-            check_resumed_length(self.out, self.step, config.steps)
-        self._write_config()  # on resume too, so that it records how long the run now trains
-        self.log = MetricsLog(self.out, self.step if resuming else None)
+        self.resume_state(saved)
+        self.open_log(saved)
+
+    @property
+    def label(self) -> str:
+        return self.config.algo
+
+    def _build(
+        self, method: Method, train: list[Episode], val: list[Episode], saved: dict | None
+    ) -> None:
+        """The method's algorithm (self.algo) and the held-out data of its diagnostics."""
+        if method.world_model:
+            self._build_in_world_model(method, train, val, saved)
+        elif self.world_model_path is not None:  # recorded, it would claim a dependence
+            raise DittoError(
+                f"--algo {self.config.algo} learns from frames alone, without a world model: "
+                "drop --world-model"
+            )
+        else:
+            self.algo = method.algorithm(train, self.spec, self.config, self.device)
+            self.validation = self.algo.expert_frames(val)
 
     def _build_in_world_model(
         self, method: Method, train: list[Episode], val: list[Episode], saved: dict | None
@@ -163,33 +156,24 @@ class AgentTrainer:
         self.world_model_step, self.world_model_digest = world.step, world.digest
         model = world.model.requires_grad_(False)
         model.spec.check_compatible(self.spec, f"expert data {self.expert_data}")
-        with self._autocast():
+        with self.autocast():
             expert = ExpertLatents.from_episodes(model, train, config.horizon, self.device)
             self.validation = ExpertLatents.from_episodes(model, val, config.horizon, self.device)
         self.algo = method.algorithm(model, expert, config)
 
-    def _autocast(self):
-        return torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.bf16)
-
     # ----- persistence -------------------------------------------------------------------------
-    def _write_config(self) -> None:
-        write_config(
-            self.out,
-            {
-                "kind": "agent",
-                "agent": self.config.to_json(),
-                "world_model": self.world_model_path,
-                "world_model_step": self.world_model_step,
-                "world_model_digest": self.world_model_digest,
-                "expert_data": self.expert_data,
-                "expert_return": self.expert_return,
-                "env": self.spec.to_json(),
-                "val_on_train": self.val_on_train,
-                "device": str(self.device),
-                "bf16": self.bf16,
-                "versions": versions(),
-            },
-        )
+    def run_config(self) -> dict:
+        return {
+            "kind": "agent",
+            "agent": self.config.to_json(),
+            "world_model": self.world_model_path,
+            "world_model_step": self.world_model_step,
+            "world_model_digest": self.world_model_digest,
+            "expert_data": self.expert_data,
+            "expert_return": self.expert_return,
+            "env": self.spec.to_json(),
+            "val_on_train": self.val_on_train,
+        }
 
     @property
     def deployed(self) -> nn.Module:
@@ -222,7 +206,11 @@ class AgentTrainer:
         for old in sorted(folder.glob("step_*.safetensors"))[: -self.config.keep_checkpoints]:
             remove_recorded(old, self.out / CONFIG)
 
-    def _load(self) -> None:
+    def save_checkpoint(self) -> None:
+        self.save_snapshot()
+        self.save()
+
+    def load(self) -> None:
         checkpoint = load_checkpoint(self.out / CHECKPOINT)
         for name, obj in self._stateful().items():
             checkpoint.restore(name, obj)
@@ -231,52 +219,25 @@ class AgentTrainer:
         restore_rng(checkpoint, self.device)
 
     # ----- training ----------------------------------------------------------------------------
+    def train_step(self) -> dict[str, float]:
+        with self.autocast():
+            metrics = self.algo.update(self.step, self.generator)
+        if self.average is not None:
+            self.average.update_parameters(self.policy)
+        return metrics
+
+    def divergence(self, metrics: dict[str, float]) -> str | None:
+        return None if all(math.isfinite(v) for v in metrics.values()) else str(metrics)
+
+    def log_step(self, metrics: dict[str, float], speed: float, bar) -> None:
+        with self.autocast(), fork_rng(self.device):
+            metrics.update(self.algo.diagnostics(self.validation, self.deployed))
+        self.log.write({"step": self.step, **metrics, "charts/updates_per_second": speed})
+        shown = {k.split("/")[-1]: f"{v:.3f}" for k, v in metrics.items() if k.startswith("val/")}
+        bar.set_postfix(shown)
+
     def train(self) -> AgentRun:
-        cfg = self.config
-        bar = tqdm(
-            total=cfg.steps,
-            initial=self.step,
-            desc=cfg.algo,
-            unit="update",
-            disable=not self.progress,
-        )
-        start_time, start_step = time.perf_counter(), self.step
-        try:
-            while self.step < cfg.steps:
-                with self._autocast():
-                    metrics = self.algo.update(self.step, self.generator)
-                if not all(math.isfinite(v) for v in metrics.values()):
-                    raise TrainingDiverged(
-                        f"{cfg.algo} diverged at update {self.step + 1} ({metrics}); the last good checkpoint "
-                        f"({self.out / CHECKPOINT}) is kept"
-                    )
-                if self.average is not None:
-                    self.average.update_parameters(self.policy)
-                self.step += 1
-                bar.update(1)
-                if self.step % cfg.log_every == 0 or self.step == cfg.steps:
-                    with self._autocast(), fork_rng(self.device):
-                        metrics.update(self.algo.diagnostics(self.validation, self.deployed))
-                    speed = (self.step - start_step) / (time.perf_counter() - start_time)
-                    self.log.write(
-                        {"step": self.step, **metrics, "charts/updates_per_second": speed}
-                    )
-                    bar.set_postfix(
-                        {
-                            k.split("/")[-1]: f"{v:.3f}"
-                            for k, v in metrics.items()
-                            if k.startswith("val/")
-                        }
-                    )
-                if self.step % cfg.checkpoint_every == 0 or self.step == cfg.steps:
-                    self.save_snapshot()
-                    self.save()
-        except KeyboardInterrupt:
-            self.save()
-            raise
-        finally:
-            bar.close()
-            self.log.flush()
+        self.run_loop()
         return AgentRun(self.out, self.step)
 
 

@@ -21,7 +21,6 @@ from __future__ import annotations
 import hashlib
 import math
 import os
-import time
 from collections.abc import Iterable
 from contextlib import nullcontext
 from dataclasses import dataclass
@@ -30,39 +29,22 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from tqdm.auto import tqdm
 
 from ditto import distributed
 from ditto.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
 from ditto.config import WorldModelConfig
 from ditto.data import ChunkSampler, Episode, WindowBatch, WindowSampler, open_datasets
-from ditto.device import resolve_device, use_bf16
+from ditto.device import resolve_device
 from ditto.distributed import Ranks
-from ditto.errors import ConfigError, DittoError
+from ditto.errors import ConfigError
 from ditto.io import writer_lock
-from ditto.runs import (
-    CHECKPOINT,
-    CONFIG,
-    MetricsLog,
-    check_resumed_input,
-    check_resumed_length,
-    fork_rng,
-    read_config,
-    restore_rng,
-    rng_tensors,
-    should_resume,
-    versions,
-    write_config,
-)
+from ditto.runs import CHECKPOINT, CONFIG, fork_rng, read_config, restore_rng, rng_tensors
 from ditto.specs import EnvSpec
+from ditto.training import TrainingLoop, run_precision, start_or_resume
 from ditto.world_model.diagnostics import save_gif, save_grid
 from ditto.world_model.model import WorldModel, to_uint8
 from ditto.world_model.networks import frames_to_input
 from ditto.world_model.rssm import State, detach_state
-
-
-class TrainingDiverged(DittoError):
-    """The loss became NaN or Inf."""
 
 
 def split_episodes(num_episodes: int, fraction: float, seed: int) -> tuple[list[int], list[int]]:
@@ -141,7 +123,10 @@ def load_world_model(run: str | os.PathLike, device: str = "cpu") -> WorldModelR
     return WorldModelRun(run, model, int(checkpoint.meta["step"]))
 
 
-class WorldModelTrainer:
+class WorldModelTrainer(TrainingLoop):
+    label, subject = "world model", "the world model"
+    advice = ". Try a lower learning rate or --precision fp32"
+
     def __init__(
         self,
         data: str | os.PathLike | Iterable[str | os.PathLike],
@@ -160,30 +145,15 @@ class WorldModelTrainer:
             data = [data]
         data = [os.fspath(d) for d in data]
         self.device = distributed.rank_device(device, self.ranks)
-        resuming = should_resume(self.out, "world_model", resume)
-        if resuming:
-            saved = read_config(self.out, "world_model")
-            check_resumed_input(self.out, "--data", list(data), saved["data"])
-            # The run's own config wins, except for how long to train.
-            config = WorldModelConfig.from_json({**saved["world_model"], "steps": config.steps})
-            data = saved["data"]
+        inputs = {"--data": ("data", list(data))}
+        config, saved = start_or_resume(
+            self.out, "world_model", resume, config, WorldModelConfig.from_json, inputs
+        )
+        data = data if saved is None else saved["data"]
         distributed.per_rank_batch(config.batch, self.ranks)  # before the ranks wait on each other
         self.config, self.data = config, data
-        # "auto" resolves once, when the run starts: a run resumed on other hardware keeps its precision.
-        self.bf16 = saved["bf16"] if resuming else use_bf16(config.precision, self.device)
-        datasets = open_datasets(self.data)
-        self.spec = datasets[0].spec
-        episodes: list[Episode] = [episode for dataset in datasets for episode in dataset]
-        dataset_of = [d for d, dataset in enumerate(datasets) for _ in dataset]
-        train_ids, val_ids = split_episodes(len(episodes), config.val_episodes, config.seed)
-        self.train_episodes = [episodes[i] for i in train_ids]
-        self.val_episodes = [episodes[i] for i in val_ids]
-        weights = episode_weights(
-            [dataset_of[i] for i in train_ids],
-            [len(episode.observations) for episode in self.train_episodes],
-            config.data_weights,
-            self.data,
-        )
+        self.bf16 = run_precision(config, self.device, saved)
+        weights = self._load_data()
 
         torch.manual_seed(config.seed)
         self.model = WorldModel(self.spec, config).to(self.device)
@@ -196,16 +166,29 @@ class WorldModelTrainer:
         )
         self.carry: State | None = None
         self.step = 0
-        if resuming:
-            self._load()
-            check_resumed_length(self.out, self.step, config.steps)
-        self._parallel = self._join_ranks(resuming)
-        if self.ranks.is_main:
-            self._write_config()  # on resume too, so that it records how long the run now trains
-            self.log = MetricsLog(self.out, self.step if resuming else None)
-        else:
-            self.log = _NoLog()
+        self.resume_state(saved)
+        self._parallel = self._join_ranks(saved is not None)
+        self.open_log(saved)
         self._step_fn = torch.compile(self._train_step) if config.compile else self._train_step
+
+    def _load_data(self) -> list[float] | None:
+        """The datasets' episodes, split into training and held-out ones; returns the training
+        episodes' draw weights (episode_weights)."""
+        datasets = open_datasets(self.data)
+        self.spec = datasets[0].spec
+        episodes: list[Episode] = [episode for dataset in datasets for episode in dataset]
+        dataset_of = [d for d, dataset in enumerate(datasets) for _ in dataset]
+        train_ids, val_ids = split_episodes(
+            len(episodes), self.config.val_episodes, self.config.seed
+        )
+        self.train_episodes = [episodes[i] for i in train_ids]
+        self.val_episodes = [episodes[i] for i in val_ids]
+        return episode_weights(
+            [dataset_of[i] for i in train_ids],
+            [len(episode.observations) for episode in self.train_episodes],
+            self.config.data_weights,
+            self.data,
+        )
 
     def _join_ranks(self, resuming: bool):
         """Under torchrun (once the ranks have met and agreed on what they loaded), the
@@ -220,22 +203,23 @@ class WorldModelTrainer:
         return distributed.data_parallel(self.model, "loss", self.device)
 
     # ----- persistence -------------------------------------------------------------------------
-    def _write_config(self) -> None:
-        write_config(
-            self.out,
-            {
-                "kind": "world_model",
-                "world_model": self.config.to_json(),
-                "data": self.data,
-                "env": self.spec.to_json(),
-                "train_episodes": len(self.train_episodes),
-                "val_episodes": len(self.val_episodes),
-                "device": str(self.device),
-                "bf16": self.bf16,
-                **({"world_size": self.ranks.world} if self.ranks.active else {}),
-                "versions": versions(),
-            },
-        )
+    def open_log(self, saved: dict | None) -> None:
+        """Rank 0 writes the run directory; another rank's log writes nothing."""
+        if self.ranks.is_main:
+            super().open_log(saved)
+        else:
+            self.log = _NoLog()
+
+    def run_config(self) -> dict:
+        return {
+            "kind": "world_model",
+            "world_model": self.config.to_json(),
+            "data": self.data,
+            "env": self.spec.to_json(),
+            "train_episodes": len(self.train_episodes),
+            "val_episodes": len(self.val_episodes),
+            **({"world_size": self.ranks.world} if self.ranks.active else {}),
+        }
 
     def save(self) -> None:
         """Write the checkpoint (under torchrun: every rank takes part, rank 0 writes)."""
@@ -260,7 +244,13 @@ class WorldModelTrainer:
             record_in=self.out / CONFIG,
         )
 
-    def _load(self) -> None:
+    def save_on_interrupt(self) -> None:
+        # Under torchrun, saving would wait on ranks that the interrupt may have stopped
+        # anywhere: the last periodic checkpoint is what a resume starts from.
+        if not self.ranks.active:
+            self.save()
+
+    def load(self) -> None:
         checkpoint = load_checkpoint(self.out / CHECKPOINT)
         checkpoint.restore("model", self.model)
         checkpoint.restore("optim", self.optimizer)
@@ -290,11 +280,8 @@ class WorldModelTrainer:
             torch.manual_seed(distributed.rank_seed(self.config.seed, self.ranks, self.step))
 
     # ----- training ----------------------------------------------------------------------------
-    def _autocast(self):
-        return torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.bf16)
-
     def _train_step(self, frames, actions, is_first, carry):
-        with self._autocast():
+        with self.autocast():
             loss_of = self.model.loss if self._parallel is None else self._parallel
             loss, metrics, last = loss_of(frames, actions, is_first, carry)
         self.optimizer.zero_grad(set_to_none=True)
@@ -303,70 +290,49 @@ class WorldModelTrainer:
         self.optimizer.step()
         return {k: v.detach() for k, v in metrics.items()}, grad_norm, last
 
+    def train_step(self) -> dict:
+        frames, actions, is_first = batch_to_torch(self.sampler.sample(), self.device)
+        metrics, grad_norm, last = self._step_fn(frames, actions, is_first, self.carry)
+        # The global batch's loss: every rank then takes the same decisions (the loop's).
+        metrics = distributed.mean(metrics, self.ranks)
+        # The gradient's norm is checked too: under a finite loss, a NaN gradient has already
+        # made the weights NaN, and this step may be one that saves a checkpoint.
+        loss, grad_norm = torch.stack([metrics["loss"].float(), grad_norm.float()]).tolist()
+        self.carry = detach_state(last) if self.config.carry_state else None
+        return {**metrics, "loss": loss, "grad_norm": grad_norm}
+
+    def divergence(self, metrics: dict) -> str | None:
+        loss, grad_norm = metrics["loss"], metrics["grad_norm"]
+        if math.isfinite(loss) and math.isfinite(grad_norm):
+            return None
+        return f"loss {loss}, gradient norm {grad_norm}"
+
     def train(self) -> WorldModelRun:
-        cfg = self.config
         self.model.train()
-        bar = tqdm(
-            total=cfg.steps,
-            initial=self.step,
-            desc="world model",
-            unit="step",
-            disable=not self.progress,
-        )
-        start_time, start_step = time.perf_counter(), self.step
-        try:
-            while self.step < cfg.steps:
-                frames, actions, is_first = batch_to_torch(self.sampler.sample(), self.device)
-                metrics, grad_norm, last = self._step_fn(frames, actions, is_first, self.carry)
-                # The global batch's loss: every rank then takes the same decisions below.
-                metrics = distributed.mean(metrics, self.ranks)
-                # The gradient too: under a finite loss, a NaN gradient has already made the
-                # weights NaN, and this step may be one that saves a checkpoint.
-                loss, grad_norm = torch.stack([metrics["loss"].float(), grad_norm.float()]).tolist()
-                if not (math.isfinite(loss) and math.isfinite(grad_norm)):
-                    raise TrainingDiverged(
-                        f"the world model diverged at step {self.step + 1} (loss {loss}, gradient norm "
-                        f"{grad_norm}); the last good checkpoint ({self.out / CHECKPOINT}) is kept. "
-                        "Try a lower learning rate or --precision fp32"
-                    )
-                self.carry = detach_state(last) if cfg.carry_state else None
-                self.step += 1
-                bar.update(1)
-                if self.step % cfg.log_every == 0 or self.step == cfg.steps:
-                    speed = (self.step - start_step) / (time.perf_counter() - start_time)
-                    self._log_step(metrics, loss, grad_norm, speed, bar)
-                # Validation only writes (metrics, diagnostics): rank 0's alone, meanwhile
-                # the others wait at the next step's gradient average.
-                validating = self.step % cfg.eval_every == 0 or self.step == cfg.steps
-                if validating and self.ranks.is_main:
-                    self.log.write({"step": self.step, **self.validate()})
-                if self.step % cfg.checkpoint_every == 0 or self.step == cfg.steps:
-                    self.save()
-        except KeyboardInterrupt:
-            # Under torchrun, saving would wait on ranks that the interrupt may have stopped
-            # anywhere: the last periodic checkpoint is what a resume starts from.
-            if not self.ranks.active:
-                self.save()
-            bar.close()
-            raise
-        finally:
-            bar.close()
-            self.log.flush()
+        self.run_loop()
         distributed.barrier(self.ranks)  # no rank returns before rank 0 has saved the run
         return WorldModelRun(self.out, self.model, self.step)
 
-    def _log_step(self, metrics: dict, loss: float, grad_norm: float, speed: float, bar) -> None:
+    def between_steps(self) -> None:
+        # Validation only writes (metrics, diagnostics): rank 0's alone, meanwhile the others
+        # wait at the next step's gradient average.
+        if self.due(self.config.eval_every) and self.ranks.is_main:
+            self.log.write({"step": self.step, **self.validate()})
+
+    def log_step(self, metrics: dict, speed: float, bar) -> None:
         record = {
             "step": self.step,
-            "losses/world_model/loss": loss,
+            "losses/world_model/loss": metrics["loss"],
             "losses/world_model/image_nll": float(metrics["image_nll"]),
             "losses/world_model/kl": float(metrics["kl"]),
-            "losses/world_model/grad_norm": grad_norm,
+            "losses/world_model/grad_norm": metrics["grad_norm"],
             "charts/steps_per_second": speed,
         }
         self.log.write(record)
         bar.set_postfix(
-            loss=f"{loss:.1f}", kl=f"{record['losses/world_model/kl']:.2f}", sps=f"{speed:.2f}"
+            loss=f"{metrics['loss']:.1f}",
+            kl=f"{record['losses/world_model/kl']:.2f}",
+            sps=f"{speed:.2f}",
         )
 
     # ----- validation --------------------------------------------------------------------------
@@ -392,7 +358,7 @@ class WorldModelTrainer:
         frames, actions, is_first = batch_to_torch(sampler.sample(sequences), self.device)
         # Validation draws latent samples; fork the RNG so training continues as if it had not run
         # (a resumed run then matches an uninterrupted one whatever the validation schedule).
-        with fork_rng(self.device), self._autocast():
+        with fork_rng(self.device), self.autocast():
             posts = self.model.rssm.observe(self.model.encoder(frames), actions, is_first)
             recon = self.model.decode(self.model.features(posts)).float()
             kl = self.model.rssm.kl_loss(posts, cfg.kl_balance, 0.0)[1]
