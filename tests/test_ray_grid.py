@@ -147,3 +147,13 @@ def test_a_grid_directory_some_node_cannot_see_is_refused(ray_instance, tmp_path
         ray_backend._check_shared(ray_instance, tmp_path, tmp_path / ".absent", wait_s=0)
     (tmp_path / ".present").touch()
     ray_backend._check_shared(ray_instance, tmp_path, tmp_path / ".present", wait_s=0)
+    # A task on a node that does not see it (one that joined later) fails with one line.
+    plan = grid_from_dict(TINY).envs[0]
+    task = ray_instance.remote(ray_backend._data_task).remote(
+        plan, str(tmp_path / "env"), marker=str(tmp_path / ".absent"), threads=1
+    )
+    with pytest.raises(DittoError) as error:
+        ray_instance.get(task)
+    message = ray_backend._task_error(ray_instance, error.value, max_retries=3)
+    assert message.startswith("Ray node ") and "does not see the grid directory" in message
+    assert not (tmp_path / "env").exists()

@@ -308,16 +308,16 @@ def _fault_injection(cell: Cell) -> Iterator[None]:
 
 
 # ----- the graph ---------------------------------------------------------------------------------
-def _run(
+Submit = Callable[..., Any]  # submit(stage, task name, *args) -> the task's ObjectRef
+
+
+def _submitter(
     ray,
-    grid: Grid,
-    out: Path,
     resources: dict[str, StageResources],
     max_retries: int,
     runtime_env: dict[str, Any] | None,
     marker: Path,
-    stage: Callable[[str], None],
-) -> list[dict[str, Any]]:
+) -> Submit:
     functions = {
         "data": ray.remote(_data_task),
         "world_model": ray.remote(_world_model_task),
@@ -341,9 +341,57 @@ def _run(
             .remote(*args, marker=str(marker), threads=request.threads)
         )
 
+    return submit
+
+
+def _submit_env(
+    submit: Submit,
+    grid: Grid,
+    plan: EnvPlan,
+    out: Path,
+    resources: dict[str, StageResources],
+    todo: dict[str, list[Cell]],
+) -> dict[Any, tuple[str, Cell | None]]:
+    """The env's tasks, for its unfinished cells (by preset): ref -> (what, its cell if a score)."""
+    data = submit("data", f"data {plan.env}", plan, str(out / env_slug(plan.env)))
+    waiting: dict[Any, tuple[str, Cell | None]] = {data: (f"{plan.env}: datasets", None)}
+    for preset, cells in todo.items():
+        model = submit(
+            "world_model",
+            f"world model {plan.env} {preset}",
+            grid,
+            plan,
+            preset,
+            data,
+            str(world_model_dir(out, plan.env, preset)),
+            _task_device(resources["world_model"]),
+        )
+        waiting[model] = (f"{plan.env}: world model ({preset} preset)", None)
+        for cell in cells:
+            name = f"{plan.env} {preset} {Path(cell.out).name}"
+            upstream = model if get_method(cell.config["algo"]).world_model else data
+            trained = submit("agent", f"agent {name}", cell, upstream)
+            score = submit(
+                "score", f"score {name}", cell, trained, _task_device(resources["score"])
+            )
+            waiting[score] = (name, cell)
+    return waiting
+
+
+def _run(
+    ray,
+    grid: Grid,
+    out: Path,
+    resources: dict[str, StageResources],
+    max_retries: int,
+    runtime_env: dict[str, Any] | None,
+    marker: Path,
+    stage: Callable[[str], None],
+) -> list[dict[str, Any]]:
+    submit = _submitter(ray, resources, max_retries, runtime_env, marker)
     cells: list[Cell] = []
     scores: dict[str, dict[str, Any]] = {}  # cell.out -> its score
-    waiting: dict[Any, tuple[str, Cell | None]] = {}  # ref -> (what it is, its cell if a score)
+    waiting: dict[Any, tuple[str, Cell | None]] = {}
     for plan in grid.envs:
         todo: dict[str, list[Cell]] = {}
         for preset in grid.presets:
@@ -355,30 +403,8 @@ def _run(
                     todo.setdefault(preset, []).append(cell)
                 else:
                     scores[cell.out] = scored
-        if not todo:
-            continue  # every cell of this env is finished: its data and models are not needed
-        data = submit("data", f"data {plan.env}", plan, str(out / env_slug(plan.env)))
-        waiting[data] = (f"{plan.env}: datasets collected", None)
-        for preset, preset_cells in todo.items():
-            model = submit(
-                "world_model",
-                f"world model {plan.env} {preset}",
-                grid,
-                plan,
-                preset,
-                data,
-                str(world_model_dir(out, plan.env, preset)),
-                _task_device(resources["world_model"]),
-            )
-            waiting[model] = (f"{plan.env}: world model trained ({preset} preset)", None)
-            for cell in preset_cells:
-                name = f"{plan.env} {preset} {Path(cell.out).name}"
-                upstream = model if get_method(cell.config["algo"]).world_model else data
-                trained = submit("agent", f"agent {name}", cell, upstream)
-                score = submit(
-                    "score", f"score {name}", cell, trained, _task_device(resources["score"])
-                )
-                waiting[score] = (name, cell)
+        if todo:  # else every cell of this env is finished: its data and models are not needed
+            waiting.update(_submit_env(submit, grid, plan, out, resources, todo))
 
     todo_count = sum(cell is not None for _, cell in waiting.values())
     stage(
@@ -416,13 +442,13 @@ def _wait(
             except Exception as exc:
                 error = _task_error(ray, exc, max_retries)
                 if cell is None:
-                    stage(f"{label.split(':')[0]}: failed: {error} (its cells fail with it)")
+                    stage(f"{label}: failed: {error} (its cells fail with it)")
                 else:
                     failed.append(f"{Path(cell.out).name}: {error}")
                     bar.update(1)
                 continue
             if cell is None:
-                stage(label)
+                stage(f"{label}: done")
             else:
                 scores[cell.out] = value
                 bar.set_postfix_str(f"{Path(cell.out).name}: {value['return_mean']:.1f}")
