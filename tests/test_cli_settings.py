@@ -5,7 +5,7 @@ import argparse
 import json
 import subprocess
 import sys
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, fields, make_dataclass
 
 import pytest
 
@@ -120,3 +120,9 @@ def test_a_registered_methods_own_settings_are_flags(tmp_path):
     finally:
         METHODS.clear()
         METHODS.update(before)
+
+
+def test_a_config_whose_source_is_not_to_be_had_has_empty_docs():
+    made = make_dataclass("Made", [("size", int, 3)], bases=(LatentConfig,), frozen=True)
+    docs = field_docs(made)
+    assert docs["size"] == "" and docs["horizon"] == field_docs(LatentConfig)["horizon"] != ""

@@ -233,12 +233,10 @@ def field_docs(cls: type) -> dict[str, str]:
     it (its source, read once): the comment on the field's own lines, else the block of comment
     lines right above it if that is more than a section label. A field declared again without
     a comment (each method's `algo`) keeps its base's; one without any is ''."""
-    docs: dict[str, str] = {}
+    docs = dict.fromkeys((field.name for field in fields(cls)), "")
     for klass in reversed(cls.__mro__):
         if "__dataclass_fields__" in vars(klass):
-            for name, text in _declared_docs(klass).items():
-                if text or name not in docs:
-                    docs[name] = text
+            docs.update({name: text for name, text in _declared_docs(klass).items() if text})
     return docs
 
 
