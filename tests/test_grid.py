@@ -135,6 +135,10 @@ def test_yaml_grid_files(tmp_path, capsys):
     path.write_text("envs: [CartPole-v1\n")
     assert main(["sweep", str(path), "--out", str(tmp_path / "out")]) == 2
     assert "not valid YAML" in capsys.readouterr().err
+    path.write_text("envs: [CartPole-v1]\nalgos: [dbc]\n")
+    assert main(["sweep", str(path), "--out", str(tmp_path / "out"), "--ray", "--jobs", "2"]) == 2
+    assert "with --ray, the grid's resources: section sizes the tasks" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()
 
 
 def test_shipped_configs_are_valid():

@@ -800,6 +800,16 @@ def _add_sweep(commands) -> None:
         "--jobs", type=int, default=None, help="agent runs in parallel (default: CPU cores, max 4)"
     )
     p.add_argument("--no-report", action="store_true", help="skip writing the report at the end")
+    p.add_argument(
+        "--ray",
+        nargs="?",
+        const="local",
+        default=None,
+        metavar="ADDRESS",
+        help="run the stages as Ray tasks: on a local Ray instance, or on the cluster at ADDRESS "
+        "(auto, HOST:6379, ray://HOST:10001); the grid directory must be on storage every node "
+        "sees; needs pip install ditto-il[ray] (see the scaling docs)",
+    )
     p.set_defaults(func=_cmd_sweep)
 
 
@@ -883,7 +893,18 @@ def _cmd_demo(args: argparse.Namespace) -> None:
 def _cmd_sweep(args: argparse.Namespace) -> None:
     from ditto.experiments.grid import load_grid, run_grid
 
-    results = run_grid(load_grid(args.config), args.out, device=args.device, jobs=args.jobs)
+    grid = load_grid(args.config)
+    if args.ray is None:
+        results = run_grid(grid, args.out, device=args.device, jobs=args.jobs)
+    else:
+        from ditto.errors import ConfigError
+        from ditto.experiments.ray_backend import run_grid_on_ray
+
+        if args.jobs is not None:
+            raise ConfigError(
+                "--jobs is the local pool's; with --ray, the grid's resources: section sizes the tasks"
+            )
+        results = run_grid_on_ray(grid, args.out, address=args.ray, device=args.device)
     print(f"{len(results)} runs scored under {args.out}")
     if not args.no_report:
         _cmd_report(argparse.Namespace(dir=args.out))
