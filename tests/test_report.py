@@ -9,7 +9,13 @@ from ditto.agents.registry import agent_config
 from ditto.agents.trainer import train_agent
 from ditto.errors import DittoError
 from ditto.evaluation.record import record_episode
-from ditto.experiments.report import collect_results, write_report
+from ditto.experiments.report import (
+    collect_results,
+    load_published,
+    publish,
+    results_page,
+    write_report,
+)
 
 ENV = "CartPole-v1"
 EXPERT, RANDOM = 200.0, 20.0
@@ -189,3 +195,32 @@ def test_report_finds_a_world_model_outside_it_through_the_runs_relative_path(tm
     config_path.write_text(json.dumps(config))
     markdown = write_report(root)["report"].read_text()
     assert f"(figures/open_loop_{ENV}.gif)" in markdown
+
+
+def test_publish_writes_the_reports_rows_with_their_provenance(results_root, tmp_path):
+    rows = write_report(results_root)["results"]
+    out = tmp_path / "results"
+    path = publish(results_root, "toy", out=out, command="ditto sweep toy.yaml", headline=True)
+    record = json.loads(path.read_text())
+    assert path == out / "toy.json" and record["name"] == "toy" and record["headline"]
+    assert record["command"] == "ditto sweep toy.yaml"
+    assert (
+        record["protocol"]["sticky_actions"] is False and record["versions"]["ditto"] == "0.0-test"
+    )
+    assert {"machine", "date", "commit", "world_model_steps", "source"} <= set(record)
+    published = record["results"]
+    assert [r["algo"] for r in published] == [r["algo"] for r in rows]
+    for mine, theirs in zip(published, rows, strict=True):  # the report's aggregation, reused
+        assert mine["iqm_normalized_score"] == pytest.approx(theirs["iqm_normalized_score"])
+        assert mine["seed_returns"] == [
+            np.mean(_returns(mine["algo"], mine["expert_episodes"], s)) for s in (0, 1)
+        ]
+        assert len(mine["seed_scores"]) == mine["seeds"] == 2
+    assert load_published(out)[0]["name"] == "toy"
+    page = results_page(load_published(out))
+    assert "{ #toy }" in page and "`ditto sweep toy.yaml`" in page
+    with pytest.raises(DittoError, match="file name"):
+        publish(results_root, "Bad Name", out=out, command="x")
+    (out / "other.json").write_text(json.dumps({"schema": "ditto-results/1", "name": "toy"}))
+    with pytest.raises(DittoError, match="not a published result"):
+        load_published(out)

@@ -1,6 +1,7 @@
 """The `ditto` command line.
 
     ditto collect --env ENV --expert SPEC --episodes N --out DIR [--epsilon E] [--seed S] [--trust-pickle]
+    ditto collect --env BabyAI/GoToLocal-v0 --expert babyai-play --episodes N --out DIR [--annotate 0.01]
     ditto dataset info DIR [--json]
     ditto dataset import-minari PATH_OR_ID --out DIR [--env ENV] [--pixels LABEL]
     ditto dataset export-minari DIR --id NAMESPACE/NAME-v0
@@ -35,7 +36,7 @@ from functools import cache
 from pathlib import Path
 from typing import Any, get_args, get_origin, get_type_hints
 
-EXPERT_HELP = "random | scripted | sb3:PATH.zip | zoo:FOLDER"
+EXPERT_HELP = "random | scripted | sb3:PATH.zip | zoo:FOLDER | babyai-play (BabyAI play data)"
 
 
 def _cmd_collect(args: argparse.Namespace) -> None:
@@ -51,6 +52,8 @@ def _cmd_collect(args: argparse.Namespace) -> None:
         num_envs=args.num_envs,
         grayscale=not args.rgb,
         trust_pickle=args.trust_pickle,
+        annotate=args.annotate,
+        play_steps=args.play_steps,
     )
     _print_summary(dataset.summary(), as_json=False)
 
@@ -76,6 +79,11 @@ def _print_summary(summary: dict, as_json: bool) -> None:
             f"  return mean {summary['return_mean']:.2f} +- {summary['return_std']:.2f} "
             f"(min {summary['return_min']:.2f}, max {summary['return_max']:.2f}), "
             f"mean length {summary['length_mean']:.1f}"
+        )
+    if "segments" in summary:
+        print(
+            f"  segments {summary['segments']} (one per mission), completed "
+            f"{summary['segments_completed']}, annotated {summary['segments_annotated']}"
         )
 
 
@@ -646,6 +654,21 @@ def _add_collect(commands) -> None:
     )
     p.add_argument("--rgb", action="store_true", help="record RGB frames instead of grayscale")
     _add_switch(p, "--trust-pickle")
+    p.add_argument(
+        "--annotate",
+        type=float,
+        default=None,
+        metavar="FRACTION",
+        help="babyai-play: fraction of the completed missions whose text is kept (default 0.01); "
+        "the others keep their bounds only",
+    )
+    p.add_argument(
+        "--play-steps",
+        type=int,
+        default=None,
+        metavar="N",
+        help="babyai-play: steps in one play episode (default 512)",
+    )
     p.set_defaults(func=_cmd_collect)
 
 
@@ -817,7 +840,41 @@ def _add_report(commands) -> None:
     p = commands.add_parser(
         "report", help="aggregate evaluated runs into report.md/.html and results.json"
     )
-    p.add_argument("dir", help="a directory holding evaluated agent runs (eval.json)")
+    p.add_argument("dir", nargs="?", help="a directory holding evaluated agent runs (eval.json)")
+    publish = p.add_argument_group(
+        "publishing (results/*.json, from which the results pages and README table are made)"
+    )
+    publish.add_argument(
+        "--publish",
+        metavar="NAME",
+        help="also write RESULTS/NAME.json: DIR's results with the command, protocol, "
+        "world-model steps, machine, date and commit",
+    )
+    publish.add_argument(
+        "--command", help="with --publish: the command that made DIR's runs (required)"
+    )
+    publish.add_argument("--title", help="with --publish: the experiment's heading")
+    publish.add_argument(
+        "--headline", action="store_true", help="with --publish: list it in the tables at a glance"
+    )
+    publish.add_argument(
+        "--note", action="append", default=[], help="with --publish: a paragraph (repeatable)"
+    )
+    publish.add_argument(
+        "--results", default="results", metavar="RESULTS", help="the published results' folder"
+    )
+    publish.add_argument(
+        "--readme",
+        nargs="?",
+        const="README.md",
+        metavar="PATH",
+        help="rewrite the results table in PATH (README.md) from RESULTS/*.json, no DIR needed",
+    )
+    publish.add_argument(
+        "--check",
+        action="store_true",
+        help="with --readme: change nothing; exit 1 if the table differs from the data",
+    )
     p.set_defaults(func=_cmd_report)
 
 
@@ -910,9 +967,18 @@ def _cmd_sweep(args: argparse.Namespace) -> None:
         _cmd_report(argparse.Namespace(dir=args.out))
 
 
-def _cmd_report(args: argparse.Namespace) -> None:
-    from ditto.experiments.report import write_report
+def _cmd_report(args: argparse.Namespace) -> int | None:
+    from ditto.errors import DittoError
+    from ditto.experiments.report import publish, write_report
 
+    if getattr(args, "readme", None):
+        return _readme_table(args)
+    if not args.dir:
+        raise DittoError("give DIR, the folder of evaluated runs (or --readme)")
+    if getattr(args, "check", False):
+        raise DittoError("--check goes with --readme")
+    if getattr(args, "publish", None) and not args.command:
+        raise DittoError("--publish needs --command, the command that made the runs")
     report = write_report(Path(args.dir))
     for row in report["results"]:
         print(
@@ -921,6 +987,41 @@ def _cmd_report(args: argparse.Namespace) -> None:
             f"normalised {row['normalized_score']:.3f}"
         )
     print(f"report: {report['report']} and {report['html']}")
+    if getattr(args, "publish", None):
+        path = publish(
+            Path(args.dir),
+            args.publish,
+            out=Path(args.results),
+            command=args.command,
+            title=args.title,
+            headline=args.headline,
+            notes=args.note,
+        )
+        print(f"published: {path}")
+    return None
+
+
+def _readme_table(args: argparse.Namespace) -> int:
+    """`ditto report --readme [PATH] [--check]`: the README's results table from results/."""
+    from ditto.errors import DittoError
+    from ditto.experiments.report import load_published, readme_with_table
+    from ditto.io import atomic_write_bytes
+
+    if args.dir or args.publish:
+        raise DittoError("--readme takes no DIR and no --publish; run them one after the other")
+    readme = Path(args.readme)
+    if not readme.is_file():
+        raise DittoError(f"{readme}: no such file")
+    before = readme.read_text()
+    after = readme_with_table(before, load_published(Path(args.results)))
+    if args.check:
+        state = "matches" if after == before else "differs from"
+        print(f"{readme}: its results table {state} {args.results}/*.json")
+        return 0 if after == before else 1
+    if after != before:
+        atomic_write_bytes(readme, after.encode())
+    print(f"{readme}: results table {'rewritten' if after != before else 'unchanged'}")
+    return 0
 
 
 def _cmd_probe(args: argparse.Namespace) -> None:

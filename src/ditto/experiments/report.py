@@ -12,11 +12,15 @@ and stands alone (it can be mailed or attached).
 from __future__ import annotations
 
 import base64
+import datetime
 import html
 import io
 import json
 import math
+import os
+import platform
 import re
+import subprocess
 from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
@@ -104,6 +108,8 @@ def _summary_row(
         "expert_episodes": expert_episodes,
         "seeds": len(runs),
         "seed_list": [r["seed"] for r in runs],
+        "seed_returns": [r["return_mean"] for r in runs],
+        "seed_scores": scores,
         "return_mean": float(np.mean([r["return_mean"] for r in runs])),
         "return_stderr": _pooled_stderr(runs),
         "normalized_score": float(np.mean(scores)),
@@ -548,3 +554,283 @@ def _configuration(config: dict[str, Any] | None, run_configs: list[dict[str, An
             Code(json.dumps(versions, indent=2), "json"),
         ]
     return [Heading(2, "Configuration"), *blocks] if blocks else []
+
+
+# ----- published results: results/*.json, and the pages made from them -------------------------
+#
+# One file per published experiment, in the repository's results/ folder: `ditto report DIR
+# --publish NAME` writes it from DIR's evaluated runs (the rows are results.json's, with their
+# provenance); the docs hook makes the results page and the methods' tables from these files,
+# and `ditto report --readme` the README's table, so no page can drift from the numbers.
+SCHEMA = "ditto-results/1"
+RESULTS_DIR = "results"
+README_BEGIN = "<!-- results-at-a-glance: made by `ditto report --readme` from results/*.json -->"
+README_END = "<!-- /results-at-a-glance -->"
+ROW_REQUIRED = {"env_id", "algo", "expert_episodes", "seeds", "return_mean"}
+FILE_REQUIRED = {"schema", "name", "title", "command", "source", "results"}
+
+
+def publish(
+    root: Path,
+    name: str,
+    *,
+    out: Path = Path(RESULTS_DIR),
+    command: str,
+    title: str | None = None,
+    headline: bool = False,
+    notes: list[str] | None = None,
+) -> Path:
+    """Write out/NAME.json: the rows `write_report` gives for `root` (its results.json), each
+    seed's score, and the experiment's provenance: the command that made the runs, the
+    protocol, the world model's steps, this machine, the runs' date and this commit."""
+    if not re.fullmatch(r"[a-z0-9][a-z0-9_-]*", name):
+        raise DittoError(
+            f"--publish {name!r}: use lower-case letters, digits, - and _ (a file name)"
+        )
+    evals = collect_results(Path(root))
+    if not evals:
+        raise DittoError(f"{root}: no evaluated runs (eval.json) found")
+    rows = summarize(evals)
+    protocols = {json.dumps(recorded_protocol(e), sort_keys=True) for e in evals}
+    if len(protocols) > 1:
+        raise DittoError(
+            f"{root}: its runs were scored under different protocols {sorted(protocols)}"
+        )
+    configs = _run_configs(evals)
+    steps = sorted(
+        {c["world_model_step"] for c in configs if c.get("world_model_step") is not None}
+    )
+    versions = next((c["versions"] for c in configs if "versions" in c), None)
+    scored = max(os.path.getmtime(Path(e["run_dir"]) / EVAL) for e in evals)
+    record = {
+        "schema": SCHEMA,
+        "name": name,
+        "title": title or f"{', '.join(sorted({r['env_id'] for r in rows}))} ({name})",
+        "headline": headline,
+        "command": command,
+        "source": f"ditto report {root} --publish {name}: the runs' eval.json and config.json",
+        "machine": _machine(),
+        "date": datetime.datetime.fromtimestamp(scored, datetime.timezone.utc).date().isoformat(),
+        "commit": _commit(),
+        "versions": versions,
+        "world_model_steps": steps[0] if len(steps) == 1 else (steps or None),
+        "protocol": json.loads(protocols.pop()),
+        "notes": notes or [],
+        "results": rows,
+    }
+    path = Path(out) / f"{name}.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_bytes(path, (json.dumps(_json_safe(record), indent=1) + "\n").encode())
+    return path
+
+
+def _machine() -> str:
+    cpu = platform.processor() or platform.machine()
+    try:
+        model = [
+            line for line in Path("/proc/cpuinfo").read_text().splitlines() if "model name" in line
+        ]
+        cpu = model[0].split(":", 1)[1].strip() if model else cpu
+    except OSError:
+        pass
+    return f"{os.cpu_count()} CPU cores ({cpu}), {platform.system()}, Python {platform.python_version()}"
+
+
+def _commit() -> str | None:
+    """The repository's commit when publishing (the runs record versions, not a commit)."""
+    try:
+        done = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, timeout=10
+        )
+    except (OSError, subprocess.SubprocessError):
+        return None
+    if done.returncode != 0:
+        return None
+    return done.stdout.strip() or None
+
+
+def load_published(folder: Path = Path(RESULTS_DIR)) -> list[dict[str, Any]]:
+    """Every results/*.json, checked; headline experiments first, then by name."""
+    published = []
+    for path in sorted(Path(folder).glob("*.json")):
+        record = _read_json(path)
+        missing = FILE_REQUIRED - set(record) if isinstance(record, dict) else FILE_REQUIRED
+        if missing or record.get("schema") != SCHEMA:
+            raise DittoError(
+                f"{path}: not a published result ({SCHEMA}; missing {sorted(missing)})"
+            )
+        if record["name"] != path.stem:
+            raise DittoError(f"{path}: its name is {record['name']!r}, not its file's")
+        for row in record["results"]:
+            if ROW_REQUIRED - set(row):
+                raise DittoError(f"{path}: a row lacks {sorted(ROW_REQUIRED - set(row))}")
+            if "seed_returns" in row and len(row["seed_returns"]) != row["seeds"]:
+                raise DittoError(
+                    f"{path}: {row['algo']} has {row['seeds']} seeds but not as many scores"
+                )
+        published.append(record)
+    return sorted(published, key=lambda r: (not r.get("headline"), r["name"]))
+
+
+def _score(row: dict[str, Any]) -> str:
+    """Mean return over seeds, with the normalised IQM (or for one seed its score)."""
+    iqm = row.get("iqm_normalized_score")
+    norm = iqm if iqm is not None else row.get("normalized_score")
+    return f"{row['return_mean']:.1f}" + (f" ({norm:.3f})" if norm is not None else "")
+
+
+def _iqm(row: dict[str, Any]) -> str:
+    if row.get("iqm_normalized_score") is None:  # one seed: its score
+        norm = row.get("normalized_score")
+        return "n/a" if norm is None or row["seeds"] > 1 else f"{norm:.3f}"
+    ci = row.get("iqm_ci95")
+    interval = f" [{ci[0]:.3f}, {ci[1]:.3f}]" if ci and row["seeds"] > 1 else ""
+    return f"{row['iqm_normalized_score']:.3f}{interval}"
+
+
+def _env_label(env_id: str, rows: list[dict[str, Any]]) -> str:
+    experts = {round(r["expert_return"], 1) for r in rows if r.get("expert_return") is not None}
+    return f"{env_id} (expert {experts.pop():g})" if len(experts) == 1 else env_id
+
+
+def glance_table(published: list[dict[str, Any]], link: str = "results/{name}.json") -> str:
+    """One row per (experiment, env, N_E) of the headline experiments: each method's mean
+    return over seeds and normalised IQM, the best in bold; the last column names the file."""
+    algos = [a for a in METHODS if any(r["algo"] == a for p in published for r in p["results"])]
+    header = ["env", "N_E", "seeds", *(_label(a) for a in algos), "data"]
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for record in (p for p in published if p.get("headline")):
+        cells: dict[tuple[str, int], dict[str, dict[str, Any]]] = defaultdict(dict)
+        for row in record["results"]:
+            cells[(row["env_id"], row["expert_episodes"])][row["algo"]] = row
+        for (env_id, n_e), by_algo in cells.items():
+            best = max(r["return_mean"] for r in by_algo.values())
+            scores = [
+                ""
+                if a not in by_algo
+                else (
+                    f"**{_score(by_algo[a])}**"
+                    if by_algo[a]["return_mean"] == best
+                    and sum(r["return_mean"] == best for r in by_algo.values()) == 1
+                    else _score(by_algo[a])
+                )
+                for a in algos
+            ]
+            seeds = sorted({r["seeds"] for r in by_algo.values()})
+            target = link.format(name=record["name"])
+            lines.append(
+                f"| {_env_label(env_id, record['results'])} | {n_e} | "
+                f"{'/'.join(map(str, seeds))} | "
+                + " | ".join(scores)
+                + f" | [`{record['name']}`]({target}) |"
+            )
+    return "\n".join(lines)
+
+
+def results_page(published: list[dict[str, Any]]) -> str:
+    """The docs site's results page: the table at a glance, then each experiment in full."""
+    lines = [
+        "# Results",
+        "",
+        "Made when the site is built from the files in the repository's `results/` folder,",
+        "one per published experiment (`ditto report DIR --publish NAME` writes them), so",
+        "these numbers are the data's. Each return is the mean over seeds of a run's mean",
+        "return over its last snapshots (the protocol says how many, and how many episodes",
+        "each); the normalised score is (return - random) / (expert - random), its IQM over",
+        "seeds with a 95% bootstrap interval. How each experiment came about, and what was",
+        "tried besides, is in the [lab notes](notes/index.md).",
+        "",
+        "## At a glance",
+        "",
+        "Mean return over seeds, normalised IQM in brackets (for one seed, its normalised score).",
+        "",
+        glance_table(published, link="#{name}"),
+        "",
+    ]
+    for record in published:
+        lines += [f"## {record['title']} {{ #{record['name']} }}", ""]
+        protocol = record.get("protocol") or {}
+        facts = [
+            ("runs made by", f"`{record['command']}`"),
+            ("world-model steps", record.get("world_model_steps")),
+            ("protocol", ", ".join(f"{k} {v}" for k, v in protocol.items()) or None),
+            ("machine", record.get("machine")),
+            ("date", record.get("date")),
+            ("commit", f"`{record['commit']}`" if record.get("commit") else None),
+            ("recorded in commit", record.get("recorded_in_commit")),
+            ("numbers from", record["source"]),
+            ("data", f"`results/{record['name']}.json`"),
+        ]
+        lines += [f"- **{key}**: {value}" for key, value in facts if value not in (None, "")]
+        lines.append("")
+        for env_id in dict.fromkeys(r["env_id"] for r in record["results"]):
+            rows = [r for r in record["results"] if r["env_id"] == env_id]
+            extremes = _extremes(rows)
+            lines += [f"**{env_id}**{extremes}", "", *_rows_table(rows), ""]
+        for note in record.get("notes", []):
+            lines += [note, ""]
+    return "\n".join(lines)
+
+
+def _extremes(rows: list[dict[str, Any]]) -> str:
+    expert = {r.get("expert_return") for r in rows} - {None}
+    random = {r.get("random_return") for r in rows} - {None}
+    if len(expert) == 1 and len(random) == 1:
+        return f": expert {expert.pop():.1f}, random {random.pop():.1f}"
+    return ""
+
+
+def _rows_table(rows: list[dict[str, Any]], with_env: bool = False) -> list[str]:
+    header = [
+        "method",
+        "N_E",
+        "seeds",
+        "return per seed",
+        "return ± stderr",
+        "normalised",
+        "IQM [95% CI]",
+    ]
+    header = ["env", *header] if with_env else header
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for r in rows:
+        per_seed = ", ".join(f"{x:.1f}" for x in r.get("seed_returns", [])) or "n/a"
+        stderr = r.get("return_stderr")
+        norm = r.get("normalized_score")
+        cells = [
+            _label(r["algo"]),
+            str(r["expert_episodes"]),
+            str(r["seeds"]),
+            per_seed,
+            f"{r['return_mean']:.1f}" + (f" ± {stderr:.1f}" if stderr is not None else ""),
+            "n/a" if norm is None else f"{norm:.3f}",
+            _iqm(r),
+        ]
+        lines.append("| " + " | ".join(([r["env_id"]] if with_env else []) + cells) + " |")
+    return lines
+
+
+def method_table(published: list[dict[str, Any]], algo: str, page: str = "../results.md") -> str:
+    """A method's rows in every published experiment, each linked to its section."""
+    if algo not in METHODS:
+        raise ValueError(f"ditto-results: no method {algo!r}; one of {list(METHODS)}")
+    header = ["experiment", "env", "N_E", "seeds", "return ± stderr", "IQM [95% CI]"]
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for record in published:
+        for r in (r for r in record["results"] if r["algo"] == algo):
+            stderr = r.get("return_stderr")
+            lines.append(
+                f"| [{record['name']}]({page}#{record['name']}) | {r['env_id']} | "
+                f"{r['expert_episodes']} | {r['seeds']} | {r['return_mean']:.1f}"
+                + (f" ± {stderr:.1f}" if stderr is not None else "")
+                + f" | {_iqm(r)} |"
+            )
+    return "\n".join(lines)
+
+
+def readme_with_table(readme: str, published: list[dict[str, Any]]) -> str:
+    """`readme` with the table between its two markers made from `published`."""
+    begin, end = readme.find(README_BEGIN), readme.find(README_END)
+    if begin < 0 or end < begin:
+        raise DittoError(f"the README has no {README_BEGIN!r} ... {README_END!r} markers")
+    table = glance_table(published)
+    return readme[: begin + len(README_BEGIN)] + "\n" + table + "\n" + readme[end:]
