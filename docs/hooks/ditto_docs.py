@@ -6,8 +6,12 @@
   default in each preset and the comment beside them where they are declared (the CLI's help
   reads the same comments, ditto.config.field_docs). The config is WorldModelConfig, a
   method's (DittoConfig, ...), or AgentConfig: every method's settings.
-- `results.md` and `changelog.md`: `benchmarks/RESULTS.md` and `CHANGELOG.md` from
-  the repository root, their links outside the site rewritten.
+- `results.md`: the published results, from the repository's `results/*.json`
+  (ditto.experiments.report.results_page); a line `<!-- ditto-results ALGO -->` in a page
+  becomes that method's rows in them (method_table). `ditto report --readme` makes the
+  README's table from the same files.
+- `changelog.md`: `CHANGELOG.md` from the repository root, its links outside the site
+  rewritten.
 
 The functions below need only `ditto` (not mkdocs), so `tests/test_docs.py` can check
 them without the docs extra installed.
@@ -30,6 +34,7 @@ except ImportError:  # a plain checkout: the source tree
     sys.path.insert(0, str(ROOT / "src"))
 
 OPTIONS = re.compile(r"^<!-- ditto-options (\w+) ([\w* ]+?) -->$", re.MULTILINE)
+RESULTS = re.compile(r"^<!-- ditto-results (\w+) -->$", re.MULTILINE)
 HELP_WIDTH = "100"
 
 
@@ -179,8 +184,31 @@ def _value(value) -> str:
 
 
 def expand_options(markdown: str) -> str:
-    """Every `<!-- ditto-options CONFIG field ... -->` line replaced by its table."""
-    return OPTIONS.sub(lambda m: options_table(m[1], m[2].split()), markdown)
+    """Every `<!-- ditto-options CONFIG field ... -->` line replaced by its table, and every
+    `<!-- ditto-results ALGO -->` by that method's published results."""
+    markdown = OPTIONS.sub(lambda m: options_table(m[1], m[2].split()), markdown)
+    if RESULTS.search(markdown):
+        from ditto.experiments.report import method_table
+
+        published = _published()
+        markdown = RESULTS.sub(lambda m: method_table(published, m[1]), markdown)
+    return markdown
+
+
+# --- the results, from results/*.json ----------------------------------------------------
+
+
+def _published() -> list[dict]:
+    from ditto.experiments.report import load_published
+
+    return load_published(ROOT / "results")
+
+
+def results_markdown() -> str:
+    """The results page, made from the published results files."""
+    from ditto.experiments.report import results_page
+
+    return results_page(_published())
 
 
 # --- pages copied from the repository ----------------------------------------------------
@@ -208,7 +236,7 @@ def repository_page(path: Path, docs_dir: Path) -> str:
 
 def generated_pages(docs_dir: Path) -> dict[str, str]:
     """Path in the site -> markdown of every generated page."""
-    copied = {"results.md": "benchmarks/RESULTS.md", "changelog.md": "CHANGELOG.md"}
+    copied = {"changelog.md": "CHANGELOG.md"}
     missing = [path for path in copied.values() if not (ROOT / path).is_file()]
     if missing:  # moved or renamed: say where to follow it, not a traceback
         raise FileNotFoundError(
@@ -216,7 +244,7 @@ def generated_pages(docs_dir: Path) -> dict[str, str]:
             "(generated_pages): point it at their new place"
         )
     pages = {uri: repository_page(ROOT / path, docs_dir) for uri, path in copied.items()}
-    return {"cli.md": cli_markdown(), **pages}
+    return {"cli.md": cli_markdown(), "results.md": results_markdown(), **pages}
 
 
 # --- the mkdocs events -------------------------------------------------------------------
