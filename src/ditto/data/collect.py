@@ -14,7 +14,8 @@ from ditto.data.dataset import Dataset, DatasetWriter
 from ditto.data.episode import Episode
 from ditto.envs import check_sticky_actions, env_spec, make_env, make_vector_env
 from ditto.errors import DatasetError, DittoError
-from ditto.experts import Expert, make_expert
+from ditto.experts import PLAY_EXPERT, Expert, make_expert
+from ditto.experts.babyai import PLAY_ANNOTATE, PLAY_STEPS
 from ditto.io import writer_lock
 
 
@@ -128,6 +129,8 @@ def collect(
     grayscale: bool = True,
     progress: bool = True,
     trust_pickle: bool = False,
+    annotate: float | None = None,
+    play_steps: int | None = None,
 ) -> Dataset:
     """Record `episodes` episodes of the expert into the dataset at `out`.
 
@@ -135,7 +138,22 @@ def collect(
     of the same env, expert, epsilon and seed (an interrupted collection), only
     the missing ones are recorded. Experts that act on frames alone (random)
     run in `num_envs` vectorised envs. `trust_pickle`: see `make_expert`.
+    Expert `babyai-play` records play data instead (`collect_play`; annotate and
+    play_steps are its settings).
     """
+    if expert_spec == PLAY_EXPERT:
+        return collect_play(
+            env_id,
+            episodes,
+            out,
+            epsilon=epsilon,
+            seed=seed,
+            annotate=PLAY_ANNOTATE if annotate is None else annotate,
+            steps=PLAY_STEPS if play_steps is None else play_steps,
+            progress=progress,
+        )
+    if annotate is not None or play_steps is not None:
+        raise DittoError(f"--annotate and --play-steps are settings of --expert {PLAY_EXPERT}")
     _check_counts(episodes=episodes, num_envs=num_envs)
     spec = env_spec(env_id, size=size, grayscale=grayscale)
     expert = make_expert(  # fail before writing
@@ -143,12 +161,7 @@ def collect(
     )
     source: dict[str, Any] = {"expert": expert_spec, "epsilon": epsilon, "seed": seed}
     with writer_lock(out):  # a second collection into `out` meanwhile is refused
-        writer = DatasetWriter(out, spec, source)
-        if writer.metadata["source"] != source:
-            raise DatasetError(
-                f"{out} already holds episodes from {writer.metadata['source']}, not {source}; "
-                "write to a new directory"
-            )
+        writer = _open_writer(out, spec, source)
         done = writer.num_episodes
         if done >= episodes:
             return Dataset(out)
@@ -169,6 +182,78 @@ def collect(
                     break
         finally:
             source_iter.close()
+            bar.close()
+        return Dataset(out)
+
+
+def _open_writer(out: str | Path, spec, source: dict[str, Any]) -> DatasetWriter:
+    """The writer for `out`, refused if `out` holds episodes made another way."""
+    writer = DatasetWriter(out, spec, source)
+    if writer.metadata["source"] != source:
+        raise DatasetError(
+            f"{out} already holds episodes from {writer.metadata['source']}, not {source}; "
+            "write to a new directory"
+        )
+    return writer
+
+
+def collect_play(
+    env_id: str,
+    episodes: int,
+    out: str | Path,
+    *,
+    epsilon: float = 0.0,
+    seed: int = 0,
+    annotate: float = PLAY_ANNOTATE,
+    steps: int = PLAY_STEPS,
+    progress: bool = True,
+) -> Dataset:
+    """Record `episodes` BabyAI play episodes of `steps` steps into the dataset at `out`.
+
+    In each, the bot carries out a stream of random missions on one room, with
+    epsilon-random actions; the segments (one per mission) go into the metadata, the
+    mission text kept for a fraction `annotate` of the completed ones
+    (experts/babyai.py). Episode i is made from seed `seed + i` alone (the room, the
+    missions, the noise, which annotations are kept), so an interrupted collection
+    resumes to the same dataset.
+    """
+    from ditto.envs.babyai import is_babyai
+    from ditto.experts.babyai import play_episode
+
+    _check_counts(episodes=episodes, play_steps=steps)
+    if not 0.0 <= annotate <= 1.0:
+        raise DittoError(f"--annotate must be in [0, 1], got {annotate}")
+    if not is_babyai(env_id):
+        raise DittoError(f"play data is recorded in BabyAI levels only (BabyAI/...), not {env_id}")
+    spec = env_spec(env_id, grayscale=False)
+    make_expert(PLAY_EXPERT, env_id, epsilon=epsilon, seed=seed)  # fail before writing
+    source: dict[str, Any] = {
+        "expert": PLAY_EXPERT,
+        "epsilon": epsilon,
+        "seed": seed,
+        "annotate": annotate,
+        "play_steps": steps,
+    }
+    with writer_lock(out):
+        writer = _open_writer(out, spec, source)
+        env = make_env(env_id, grayscale=False)
+        bar = tqdm(
+            total=episodes,
+            initial=min(writer.num_episodes, episodes),
+            desc=f"play {env_id}",
+            unit="ep",
+            disable=not progress,
+        )
+        try:
+            while writer.num_episodes < episodes:
+                index = seed + writer.num_episodes
+                expert = make_expert(PLAY_EXPERT, env_id, epsilon=epsilon, seed=index)
+                episode = play_episode(env, expert, index, steps, annotate)
+                writer.add(episode)
+                bar.update(1)
+                bar.set_postfix(missions=sum(s.completed for s in episode.segments or ()))
+        finally:
+            env.close()
             bar.close()
         return Dataset(out)
 

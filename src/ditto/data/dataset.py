@@ -30,7 +30,7 @@ from typing import Any
 import numpy as np
 
 import ditto
-from ditto.data.episode import Episode
+from ditto.data.episode import Episode, Segment, check_segments
 from ditto.errors import DatasetError, DittoError
 from ditto.io import (
     CHECKSUMS,
@@ -62,15 +62,19 @@ class EpisodeInfo:
     total_return: float
     terminated: bool
     truncated: bool
+    segments: tuple[Segment, ...] | None = None  # play data only; absent from other datasets
 
     def to_json(self) -> dict[str, Any]:
-        return {
+        data = {
             "index": self.index,
             "length": self.length,
             "return": self.total_return,
             "terminated": self.terminated,
             "truncated": self.truncated,
         }
+        if self.segments is not None:
+            data["segments"] = [segment.to_json() for segment in self.segments]
+        return data
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> EpisodeInfo:
@@ -83,8 +87,20 @@ class EpisodeInfo:
                 "an episode's index and length are whole numbers, its return a finite number and "
                 f"terminated and truncated true or false; got {data}"
             )
+        segments = None
+        if data.get("segments") is not None:
+            segments = tuple(Segment.from_json(segment) for segment in data["segments"])
+            try:
+                check_segments(segments, data["length"])
+            except DittoError as exc:
+                raise ValueError(f"episode {data['index']}: {exc}") from None
         return cls(
-            data["index"], data["length"], data["return"], data["terminated"], data["truncated"]
+            data["index"],
+            data["length"],
+            data["return"],
+            data["terminated"],
+            data["truncated"],
+            segments,
         )
 
 
@@ -157,6 +173,7 @@ class DatasetWriter:
             episode.total_return,
             bool(episode.terminated),
             bool(episode.truncated),
+            episode.segments,
         )
         self.metadata["episodes"].append(info.to_json())
         atomic_write_json(self.root / METADATA, self.metadata)
@@ -219,7 +236,12 @@ class Dataset(Sequence[Episode]):
         try:
             self.spec.action.validate(arrays["actions"], where)
             episode = Episode(
-                obs, arrays["actions"], arrays["rewards"], info.terminated, info.truncated
+                obs,
+                arrays["actions"],
+                arrays["rewards"],
+                info.terminated,
+                info.truncated,
+                info.segments,
             )
         except DittoError as exc:
             raise DatasetError(f"{where.rsplit('.actions', 1)[0]}: {exc}") from None
@@ -267,6 +289,19 @@ class Dataset(Sequence[Episode]):
             "action": self.spec.action.to_json(),
             "source": self.metadata.get("source", {}),
             "format_version": self.metadata["format_version"],
+            **self._segment_counts(),
+        }
+
+    def _segment_counts(self) -> dict[str, int]:
+        """Play data's segments: how many, how many completed, how many keep their mission
+        text (nothing for datasets without segments)."""
+        segments = [s for info in self.infos for s in (info.segments or ())]
+        if not any(info.segments is not None for info in self.infos):
+            return {}
+        return {
+            "segments": len(segments),
+            "segments_completed": sum(s.completed for s in segments),
+            "segments_annotated": sum(s.annotated for s in segments),
         }
 
 

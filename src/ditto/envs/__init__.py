@@ -19,6 +19,7 @@ os.environ.setdefault("SDL_VIDEODRIVER", "dummy")
 import gymnasium as gym
 
 from ditto.envs.atari import ale_game_name, is_atari, make_atari
+from ditto.envs.babyai import babyai_ids, import_minigrid, is_babyai, make_babyai
 from ditto.envs.minatar import is_minatar, make_minatar, minatar_ids
 from ditto.envs.pixels import FRAME_SIZE, to_frame
 from ditto.envs.rendered import make_rendered
@@ -33,6 +34,7 @@ __all__ = [
     "env_spec",
     "has_sticky_actions",
     "is_atari",
+    "is_babyai",
     "is_minatar",
     "make_env",
     "make_vector_env",
@@ -41,14 +43,15 @@ __all__ = [
 
 
 def _check_env_id(env_id: str) -> None:
-    if env_id in gym.registry or env_id in minatar_ids():
+    if env_id in gym.registry or env_id in minatar_ids() or env_id in babyai_ids():
         return
-    known = [*gym.registry, *minatar_ids()]
+    known = [*gym.registry, *minatar_ids(), *babyai_ids()]
     close = difflib.get_close_matches(env_id, known, n=3, cutoff=0.6)
     hint = f"; did you mean {', '.join(close)}?" if close else ""
     raise EnvError(
         f"unknown env id {env_id!r}{hint} (Atari games are ALE/<Game>-v5, e.g. ALE/Pong-v5; "
         "MinAtar games are MinAtar/<Game>-v1, e.g. MinAtar/Breakout-v1; "
+        f"BabyAI levels are {', '.join(babyai_ids())}; "
         "other envs are gymnasium ids that render rgb_array, e.g. CartPole-v1)"
     )
 
@@ -97,15 +100,19 @@ def make_env(
 
     Atari (ALE/<Game>-v5): the paper's preprocessing; noop_max and frame_skip
     apply to Atari only, sticky_actions to Atari (0.25) and MinAtar (0.1, see
-    envs/minatar.py). keep_screen: keep the full-resolution
-    max-pooled RGB screen in `env.get_wrapper_attr("screen")` for experts that
-    build their own observation. Other envs: their rgb_array rendering; the
+    envs/minatar.py). BabyAI (BabyAI/<Level>-v0, the `babyai` extra): RGB frames of
+    the whole room whatever grayscale says, the mission in info (envs/babyai.py).
+    keep_screen: keep the full-resolution max-pooled RGB screen in
+    `env.get_wrapper_attr("screen")` for experts that build their own observation. Other envs: their rgb_array rendering; the
     env's own observation (state vector) is in `env.get_wrapper_attr("state")`.
     max_episode_steps counts agent steps (after frame skip).
     """
     _check_env_id(env_id)
     _check_options(size, noop_max, frame_skip)
-    if is_minatar(env_id):
+    if is_babyai(env_id):
+        import_minigrid(env_id)  # one line naming the extra, before anything is made
+        env = make_babyai(env_id, size=size, max_episode_steps=max_episode_steps)
+    elif is_minatar(env_id):
         env = make_minatar(
             env_id,
             size=size,

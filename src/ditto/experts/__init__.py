@@ -4,12 +4,13 @@
     expert = make_expert("sb3:experts/walker.zip", "BipedalWalker-v3", epsilon=0.1)
     expert = make_expert("zoo:rl-trained-agents/ppo/BreakoutNoFrameskip-v4_1", "ALE/Breakout-v5")
 
-SPEC is one of: random | scripted | sb3:PATH.zip | zoo:FOLDER.
+SPEC is one of: random | scripted | sb3:PATH.zip | zoo:FOLDER, and for BabyAI levels
+babyai-play (the BabyAI bot, as `scripted`; `ditto collect` records play data with it).
 """
 
 from __future__ import annotations
 
-from ditto.envs import env_spec
+from ditto.envs import env_spec, is_babyai
 from ditto.errors import ExpertError
 from ditto.experts.base import EpsilonExpert, Expert, RandomExpert, random_action
 from ditto.experts.scripted import SCRIPTED_EXPERTS
@@ -23,7 +24,8 @@ __all__ = [
     "random_action",
 ]
 
-SPEC_HELP = "random | scripted | sb3:PATH.zip | zoo:FOLDER"
+SPEC_HELP = "random | scripted | sb3:PATH.zip | zoo:FOLDER | babyai-play (BabyAI)"
+PLAY_EXPERT = "babyai-play"  # the BabyAI bot; `collect` records play data with it
 
 
 def make_expert(
@@ -43,6 +45,13 @@ def make_expert(
     if not 0.0 <= epsilon <= 1.0:
         raise ExpertError(f"--epsilon must be in [0, 1], got {epsilon}")
     expert: Expert
+    if is_babyai(env_id) and spec in ("scripted", PLAY_EXPERT):
+        from ditto.experts.babyai import BabyAIBotExpert
+
+        # the bot must know which actions were random, so it takes the noise itself
+        return BabyAIBotExpert(action.n, seed, epsilon)
+    if spec == PLAY_EXPERT:
+        raise ExpertError(f"the {PLAY_EXPERT} expert plays BabyAI levels only, not {env_id}")
     if spec == "random":
         expert = RandomExpert(action, seed)
     elif spec == "scripted":
