@@ -11,7 +11,7 @@ from ditto.data import Dataset, DatasetWriter, Episode
 from ditto.data.collect import collect
 from ditto.data.episode import Segment
 from ditto.envs import env_spec, make_env
-from ditto.envs.babyai import BABYAI_INSTALL, BABYAI_PIXELS, babyai_ids
+from ditto.envs.babyai import BABYAI_INSTALL, BABYAI_PIXELS, babyai_ids, measure_views
 from ditto.errors import DatasetError, DittoError, EnvError
 from ditto.experts import make_expert
 
@@ -50,6 +50,11 @@ def test_the_bot_solves_the_levels_missions(env_id):
                 break
         solved += bool(terminated and reward > 0)
     assert solved == 5
+
+
+def test_the_view_measurement_runs():
+    views = measure_views(PUTNEXT, episodes=2)
+    assert views["bot_success"] == 1.0 and 0 < views["mission_objects_in_agent_view"] < 1
 
 
 def test_new_mission_keeps_the_room_and_restarts_the_budget():

@@ -48,6 +48,7 @@ BABYAI_LEVELS = {
 BABYAI_PIXELS = "ditto-babyai-full-1"  # EnvSpec.pixels: minigrid's whole-room drawing, 8 px a cell
 BABYAI_INSTALL = "pip install ditto-il[babyai]"
 TILE = 8  # px per cell: an 8x8-cell room is 64x64
+FRAME = 64  # px: the frame, without resizing
 ACTION_NAMES = ("LEFT", "RIGHT", "FORWARD", "PICKUP", "DROP", "TOGGLE", "DONE")
 
 _BABYAI_ID = re.compile(r"^BabyAI/([A-Za-z]+)-v0$")
@@ -183,3 +184,43 @@ def make_babyai(env_id: str, *, size: int, max_episode_steps: int | None) -> gym
     action = ActionSpec(kind="discrete", n=len(ACTION_NAMES), meanings=ACTION_NAMES)
     env.ditto_spec = EnvSpec(env_id, base.observation_space.shape, action, BABYAI_PIXELS)
     return env
+
+
+def measure_views(env_id: str, episodes: int = 50) -> dict[str, float]:
+    """The whole room against the agent's 7x7 view, over the bot's episodes on seeds
+    0..episodes-1 (docs/envs.md, "BabyAI"): on what fraction of the steps the mission's
+    objects (all of them) are in the agent's view (in the whole room: always), and the
+    milliseconds minigrid takes to draw each kind of frame."""
+    import time
+
+    from minigrid.utils.baby_ai_bot import BabyAIBot
+
+    env = make_babyai(env_id, size=FRAME, max_episode_steps=None).unwrapped
+    seen = steps = solved = 0
+    seconds = {"full": 0.0, "agent": 0.0}
+    for seed in range(episodes):
+        env.reset(seed=seed)
+        level, terminated, truncated = env.level, False, False
+        bot = BabyAIBot(level)
+        while not (terminated or truncated):
+            descs = [getattr(level.instrs, k, None) for k in ("desc", "desc_move", "desc_fixed")]
+            seen += all(
+                level.carrying in d.obj_set or any(level.in_view(*p) for p in d.obj_poss)
+                for d in descs
+                if d is not None
+            )
+            steps += 1
+            for kind in seconds:
+                start = time.perf_counter()
+                level.get_frame(highlight=False, tile_size=TILE, agent_pov=kind == "agent")
+                seconds[kind] += time.perf_counter() - start
+            _, reward, terminated, truncated, _ = env.step(bot.replan())
+        solved += bool(terminated and reward > 0)
+    return {
+        "steps": steps,
+        "bot_success": solved / episodes,
+        "mission_objects_in_agent_view": seen / steps,
+        "mission_objects_in_whole_room": 1.0,
+        "ms_full": 1e3 * seconds["full"] / steps,
+        "ms_agent": 1e3 * seconds["agent"] / steps,
+    }
