@@ -295,9 +295,9 @@ class Dataset(Sequence[Episode]):
     def _segment_counts(self) -> dict[str, int]:
         """Play data's segments: how many, how many completed, how many keep their mission
         text (nothing for datasets without segments)."""
-        segments = [s for info in self.infos for s in (info.segments or ())]
-        if not any(info.segments is not None for info in self.infos):
+        if all(info.segments is None for info in self.infos):
             return {}
+        segments = [s for info in self.infos for s in info.segments or ()]
         return {
             "segments": len(segments),
             "segments_completed": sum(s.completed for s in segments),

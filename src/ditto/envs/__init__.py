@@ -19,7 +19,7 @@ os.environ.setdefault("SDL_VIDEODRIVER", "dummy")
 import gymnasium as gym
 
 from ditto.envs.atari import ale_game_name, is_atari, make_atari
-from ditto.envs.babyai import babyai_ids, import_minigrid, is_babyai, make_babyai
+from ditto.envs.babyai import babyai_ids, is_babyai, make_babyai
 from ditto.envs.minatar import is_minatar, make_minatar, minatar_ids
 from ditto.envs.pixels import FRAME_SIZE, to_frame
 from ditto.envs.rendered import make_rendered
@@ -110,7 +110,6 @@ def make_env(
     _check_env_id(env_id)
     _check_options(size, noop_max, frame_skip)
     if is_babyai(env_id):
-        import_minigrid(env_id)  # one line naming the extra, before anything is made
         env = make_babyai(env_id, size=size, max_episode_steps=max_episode_steps)
     elif is_minatar(env_id):
         env = make_minatar(

@@ -57,7 +57,7 @@ class BabyAIBotExpert(Expert):
             self.bot, self.instrs, self.taken = BabyAIBot(level), level.instrs, None
         try:
             return int(self.bot.replan(self.taken))
-        except Exception:  # noqa: BLE001 - the bot's asserts after a random action it cannot undo
+        except Exception:  # the bot's asserts after a random action it cannot undo
             pass
         if level.carrying is not None:
             # The bot cannot pick up while holding what a random PICKUP took: put that down
@@ -67,7 +67,7 @@ class BabyAIBotExpert(Expert):
         try:  # plan afresh from the room as it is now
             self.bot = BabyAIBot(level)
             return int(self.bot.replan(None))
-        except Exception:  # noqa: BLE001 - e.g. a random toggle opened (destroyed) the target box
+        except Exception:  # e.g. a random toggle opened (destroyed) the target box
             self.bot = None
             return None
 
@@ -94,13 +94,12 @@ def play_episode(env, expert: Expert, seed: int, steps: int, annotate: float) ->
         frames.append(frame)
         actions.append(action)
         rewards.append(reward)
-        if (terminated or truncated) and t + 1 < steps:
+        if terminated or truncated:  # the mission is done, or its budget spent: the next one
             bounds.append((start, t + 1, mission, bool(terminated)))
-            start, mission = t + 1, env.unwrapped.new_mission()
-        elif terminated or truncated:
-            bounds.append((start, t + 1, mission, bool(terminated)))
-            start = steps
-    if start < steps:
+            start = t + 1
+            if start < steps:
+                mission = env.unwrapped.new_mission()
+    if start < steps:  # the episode's end cut the last mission short
         bounds.append((start, steps, mission, False))
     kept = np.random.default_rng([seed, 2]).random(len(bounds)) < annotate
     segments = tuple(
