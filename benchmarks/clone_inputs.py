@@ -1,17 +1,16 @@
 """Which input lets a clone of the MinAtar Breakout expert keep the ball in play?
 
 Behaviour cloning from N expert episodes, the same small MLP and training on each input:
-the true game grid (what the frame shows, as 10x10xC booleans), the frame's mean level in
-each of its 10x10 cells (as drawn in gray and in colour), the same for the world model's reconstruction of the frame
-(from its posterior), the posterior features themselves (h, z, both) and the encoder's
-embedding. Each
+the true game grid (10x10 cells x channels, booleans), the frame's mean level in each of
+its 10x10 cells (as drawn in gray and in colour), the same read from the world model's
+reconstruction of the frame, the posterior features (h, a sample of z, both; z's
+probabilities instead of the sample, alone and with h) and the encoder's embedding. Each
 clone then plays greedily in the real game, its inputs filtered through the world model
 as a deployed latent agent's are, with sticky actions as the evaluation protocol has them
-(without them a greedy clone replays one of two games). If the grid clone plays well and the latent clones do
-not, the expert is clonable from the frame and the world model's latent is what falls
-short.
+(without them a greedy clone replays one of two games). An input the grid beats by far
+holds the state less usably than the frame shows it.
 
-    python benchmarks/clone_inputs.py runs/minatar/breakout2/wm --episodes 15 [--no-sticky-actions]
+    python benchmarks/clone_inputs.py runs/minatar/breakout2/wm --episodes 15 [--sticky-data] [--no-sticky-actions]
 
 Run on one thread (OMP_NUM_THREADS=1); all inputs at 15 episodes take about 10 minutes.
 """
@@ -29,7 +28,7 @@ from ditto.envs.minatar import BORDER, CELL, GRID, draw_grid, palette
 from ditto.experts.minatar import MinAtarBreakoutExpert
 from ditto.world_model.trainer import load_world_model
 
-INPUTS = ("grid", "cells", "cells_rgb", "decoded", "h", "z", "hz", "embed")
+INPUTS = ("grid", "cells", "cells_rgb", "decoded", "h", "z", "hz", "z_probs", "h_z_probs", "embed")
 
 
 class Filter:
@@ -58,9 +57,11 @@ class Filter:
         deter = model.deter_size
         decoded = model.decode(feature[None])[0] + 0.5  # the posterior's reconstruction, in [0, 1]
         real = torch.tensor(frame, dtype=torch.float32) / 255
+        probs = self.state.logits[0].softmax(-1).flatten()  # z's posterior, not a sample of it
         return {"grid": torch.tensor(grid), "cells": _cells(real),
                 "cells_rgb": _cells(torch.tensor(rgb, dtype=torch.float32) / 255), "decoded": _cells(decoded),
-                "h": feature[:deter], "z": feature[deter:], "hz": feature, "embed": embed[0]}
+                "h": feature[:deter], "z": feature[deter:], "hz": feature,
+                "z_probs": probs, "h_z_probs": torch.cat([feature[:deter], probs]), "embed": embed[0]}
 
     def acted(self, action: int) -> None:
         self.previous = torch.zeros(1, self.model.spec.action.n)
@@ -143,19 +144,23 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=3000, help="training steps per clone")
     parser.add_argument("--inputs", default=",".join(INPUTS))
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--sticky-data", action="store_true",
+                        help="the expert plays its episodes with sticky actions too")
     parser.add_argument("--no-sticky-actions", action="store_true",
                         help="play without sticky actions (a greedy clone then replays few games)")
     args = parser.parse_args()
     torch.manual_seed(args.seed)
     model = load_world_model(args.world_model).model.eval()
     grayscale = model.spec.obs_shape[0] == 1
-    env = make_env("MinAtar/Breakout-v1", size=model.spec.obs_shape[1], grayscale=grayscale)
+    env = make_env("MinAtar/Breakout-v1", size=model.spec.obs_shape[1], grayscale=grayscale,
+                   sticky_actions=args.sticky_data)
     x, y = expert_inputs(env, Filter(model, env), args.episodes, args.seed)
     env = make_env("MinAtar/Breakout-v1", size=model.spec.obs_shape[1], grayscale=grayscale,
                    sticky_actions=not args.no_sticky_actions)
     filt = Filter(model, env)
     print(f"{args.episodes} expert episodes, {len(y)} frames")
     for name in args.inputs.split(","):
+        torch.manual_seed(args.seed)  # each input's numbers do not depend on which others ran
         clone = train_clone(x[name], y, args.steps)
         accuracy = (clone(x[name]).argmax(1) == y).float().mean()
         returns = play(env, filt, clone, name, args.eval_episodes, 1000 + args.seed)
