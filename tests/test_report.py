@@ -224,3 +224,15 @@ def test_publish_writes_the_reports_rows_with_their_provenance(results_root, tmp
     (out / "other.json").write_text(json.dumps({"schema": "ditto-results/1", "name": "toy"}))
     with pytest.raises(DittoError, match="not a published result"):
         load_published(out)
+
+
+def test_report_command_publishes_with_its_command(results_root, tmp_path, capsys):
+    from ditto.cli import main
+
+    out = tmp_path / "results"
+    args = ["report", str(results_root), "--publish", "toy", "--results", str(out)]
+    assert main(args) == 2 and "--publish needs --command" in capsys.readouterr().err
+    assert main([*args, "--command", "ditto sweep toy.yaml", "--headline"]) == 0
+    record = load_published(out)[0]
+    assert record["command"] == "ditto sweep toy.yaml" and record["headline"]
+    assert [r["seed_list"] for r in record["results"]] == [[0, 1]] * 4

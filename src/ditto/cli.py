@@ -996,6 +996,7 @@ def _cmd_report(args: argparse.Namespace) -> int | None:
             title=args.title,
             headline=args.headline,
             notes=args.note,
+            rows=report["results"],
         )
         print(f"published: {path}")
     return None

@@ -579,10 +579,12 @@ def publish(
     title: str | None = None,
     headline: bool = False,
     notes: list[str] | None = None,
+    rows: list[dict[str, Any]] | None = None,
 ) -> Path:
-    """Write out/NAME.json: the rows `write_report` gives for `root` (its results.json), each
-    seed's score, and the experiment's provenance: the command that made the runs, the
-    protocol, the world model's steps, this machine, the runs' date and this commit."""
+    """Write out/NAME.json: the rows `write_report` gives for `root` (its results.json; pass
+    them as `rows` when it has just run), each seed's score, and the experiment's provenance:
+    the command that made the runs, the protocol, the world model's steps, this machine, the
+    runs' date and this commit."""
     if not re.fullmatch(r"[a-z0-9][a-z0-9_-]*", name):
         raise DittoError(
             f"--publish {name!r}: use lower-case letters, digits, - and _ (a file name)"
@@ -590,7 +592,7 @@ def publish(
     evals = collect_results(Path(root))
     if not evals:
         raise DittoError(f"{root}: no evaluated runs (eval.json) found")
-    rows = summarize(evals)
+    rows = summarize(evals) if rows is None else rows
     protocols = {json.dumps(recorded_protocol(e), sort_keys=True) for e in evals}
     if len(protocols) > 1:
         raise DittoError(
