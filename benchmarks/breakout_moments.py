@@ -60,9 +60,8 @@ def moments(agent, expert_plays: bool, episodes: int, imagine: bool = False):
         state, previous, first, done, t = model.initial(1), torch.zeros(1, 3), True, False, 0
         while not done:
             game = env.unwrapped.game.env
-            embed = model.encoder(torch.tensor(frame[None]))
-            state = model.rssm.obs_step(state, model.policy_action_input(previous), embed,
-                                        torch.tensor([first]))
+            state = model.obs_step(state, model.policy_action_input(previous),
+                                   torch.tensor(frame[None]), torch.tensor([first]))
             first = False
             greedy = int(actor(model.features(state)).mode().argmax())
             rows.append((*wanted(game), greedy))

@@ -4,7 +4,7 @@ Behaviour cloning from N expert episodes, the same small MLP and training on eac
 the true game grid (10x10 cells x channels, booleans), the frame's mean level in each of
 its 10x10 cells (as drawn in gray and in colour), the same read from the world model's
 reconstruction of the frame, the posterior features (h, a sample of z, both; z's
-probabilities instead of the sample, alone and with h) and the encoder's embedding. Each
+probabilities or its most likely value instead of the sample, alone and with h) and the encoder's embedding. Each
 clone then plays greedily in the real game, its inputs filtered through the world model
 as a deployed latent agent's are, with sticky actions as the evaluation protocol has them
 (without them a greedy clone replays one of two games). An input the grid beats by far
@@ -28,7 +28,7 @@ from ditto.envs.minatar import BORDER, CELL, GRID, draw_grid, palette
 from ditto.experts.minatar import MinAtarBreakoutExpert
 from ditto.world_model.trainer import load_world_model
 
-INPUTS = ("grid", "cells", "cells_rgb", "decoded", "h", "z", "hz", "z_probs", "h_z_probs", "embed")
+INPUTS = ("grid", "cells", "cells_rgb", "decoded", "h", "z", "hz", "z_probs", "h_z_probs", "h_z_mode", "embed")
 
 
 class Filter:
@@ -46,9 +46,10 @@ class Filter:
     @torch.no_grad()
     def __call__(self, frame: np.ndarray) -> dict[str, torch.Tensor]:
         model = self.model
-        embed = model.encoder(torch.tensor(frame[None]))
+        frames = torch.tensor(frame[None])
+        embed = model.encoder(frames)
         pre_action = model.policy_action_input(self.previous)
-        self.state = model.rssm.obs_step(self.state, pre_action, embed, torch.tensor([self.first]))
+        self.state = model.obs_step(self.state, pre_action, frames, torch.tensor([self.first]))
         self.first = False
         feature = model.features(self.state)[0]
         state = self.env.get_wrapper_attr("state")
@@ -57,11 +58,14 @@ class Filter:
         deter = model.deter_size
         decoded = model.decode(feature[None])[0] + 0.5  # the posterior's reconstruction, in [0, 1]
         real = torch.tensor(frame, dtype=torch.float32) / 255
-        probs = self.state.logits[0].softmax(-1).flatten()  # z's posterior, not a sample of it
+        probs = self.state.logits[0].softmax(-1)  # z's posterior, not a sample of it
+        mode = torch.nn.functional.one_hot(probs.argmax(-1), probs.shape[-1]).float().flatten()
+        probs = probs.flatten()
         return {"grid": torch.tensor(grid), "cells": _cells(real),
                 "cells_rgb": _cells(torch.tensor(rgb, dtype=torch.float32) / 255), "decoded": _cells(decoded),
                 "h": feature[:deter], "z": feature[deter:], "hz": feature,
-                "z_probs": probs, "h_z_probs": torch.cat([feature[:deter], probs]), "embed": embed[0]}
+                "z_probs": probs, "h_z_probs": torch.cat([feature[:deter], probs]),
+                "h_z_mode": torch.cat([feature[:deter], mode]), "embed": embed[0]}
 
     def acted(self, action: int) -> None:
         self.previous = torch.zeros(1, self.model.spec.action.n)

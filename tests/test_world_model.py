@@ -40,7 +40,7 @@ def test_feature_layout_is_h_then_z():
     model = WorldModel(spec, DEBUG)
     frames, actions, is_first = fake_batch(spec)
     assert actions.shape[-1] == 18  # Atari: the full action set
-    states = model.observe(frames, actions, is_first)
+    states, last = model.observe(frames, actions, is_first)
     features = model.features(states)
     assert (
         features.shape
@@ -51,8 +51,26 @@ def test_feature_layout_is_h_then_z():
     z = features[..., DEBUG.deter :].reshape(3, 6, DEBUG.stoch, DEBUG.classes)
     assert torch.allclose(z.sum(-1), torch.ones(3, 6, DEBUG.stoch))  # one-hot per variable
     assert model.decode(features).shape == (3, 6, 1, 64, 64)
+    assert torch.equal(last.deter, states.deter[:, -1])  # the carry is the last posterior
     step = model.img_step(model.initial(3), model.policy_action_input(torch.eye(6)[[0, 2, 5]]))
     assert step.deter.shape == (3, DEBUG.deter)
+
+
+def test_obs_step_is_observe_one_frame_at_a_time():
+    spec = env_spec("CartPole-v1")
+    model = WorldModel(spec, DEBUG)
+    frames, actions, is_first = fake_batch(spec, batch=2)
+    torch.manual_seed(0)
+    posts, last = model.observe(frames, actions, is_first)
+    torch.manual_seed(0)
+    state = model.initial(2)
+    for t in range(frames.shape[1]):
+        state = model.obs_step(state, actions[:, t], frames[:, t], is_first[:, t])
+    assert torch.allclose(state.deter, last.deter, atol=1e-6)
+    assert torch.equal(state.stoch, last.stoch)
+    assert model.kl(posts).shape == ()
+    with pytest.raises(SpecError, match="frames must have shape"):
+        model.obs_step(state, actions[:, 0], frames[:, 0, :, :32], is_first[:, 0])
 
 
 def test_policy_actions_map_to_the_full_atari_set():
@@ -71,12 +89,12 @@ def test_state_resets_at_episode_start():
         torch.randn(2, DEBUG.stoch, DEBUG.classes),
     )
     torch.manual_seed(0)
-    from_busy = model.observe(frames, actions, is_first, busy)
+    from_busy, _ = model.observe(frames, actions, is_first, busy)
     torch.manual_seed(0)
-    from_zero = model.observe(frames, actions, is_first, None)
+    from_zero, _ = model.observe(frames, actions, is_first, None)
     assert torch.allclose(from_busy.deter, from_zero.deter)
     torch.manual_seed(0)
-    carried = model.observe(frames, actions, torch.zeros_like(is_first), busy)
+    carried, _ = model.observe(frames, actions, torch.zeros_like(is_first), busy)
     assert not torch.allclose(carried.deter[:, 0], from_zero.deter[:, 0])
 
 
@@ -111,7 +129,7 @@ def test_bad_inputs_are_clear_errors():
         SpecError, match=r"is_first must be bool of shape \(B, T\), got torch.int64"
     ):
         model.observe(frames, actions, is_first.long())  # ~1 would be -2, not False
-    state = model.observe(frames, actions, is_first)
+    state, _ = model.observe(frames, actions, is_first)
     with pytest.raises(SpecError, match="state has batch 3, frames have 2"):
         model.observe(frames[:2], actions[:2], is_first[:2], state)
     last = model.state_from_features(model.features(state)[:, -1])

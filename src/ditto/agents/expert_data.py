@@ -32,14 +32,13 @@ def encode_episode(
     for start in range(0, steps, chunk):
         end = min(start + chunk, steps)
         frames = torch.from_numpy(np.array(episode.observations[start:end]))[None].to(device)
-        posts = model.observe(
+        posts, state = model.observe(
             frames,
             torch.from_numpy(actions[start:end])[None].to(device),
             torch.from_numpy(is_first[start:end])[None].to(device),
             state,
         )
         features.append(model.features(posts)[0].float())
-        state = type(posts)(*(part[:, -1] for part in posts))
     return torch.cat(features)
 
 

@@ -2,8 +2,11 @@
 
 Public API (what agents use, and nothing else):
 
-    states = wm.observe(frames, actions, is_first, state)   # posterior filter, (B, T, ...)
+    posts, last = wm.observe(frames, actions, is_first, state)  # posterior filter, (B, T, ...),
+                                                              # and its carry: the last state
+    state = wm.obs_step(state, action, frame, is_first)     # one posterior step (acting live)
     state = wm.img_step(state, action)                      # one prior step
+    kl = wm.kl(posts)                                       # KL(posterior || prior), nats/step
     feats = wm.features(state)                              # concat(h, z), see rssm.py
     state = wm.state_from_features(feats)                   # and back (to imagine from cached latents)
     state = wm.initial(batch)
@@ -125,14 +128,28 @@ class WorldModel(nn.Module):
         actions: torch.Tensor,
         is_first: torch.Tensor,
         state: State | None = None,
-    ) -> State:
-        """Posterior states of a batch of sequences (B, T, ...)."""
+    ) -> tuple[State, State]:
+        """Posterior states of a batch of sequences (B, T, ...), and the last of them (B, ...):
+        the carry to pass as `state` when the sequences continue in a next call."""
         self.check_inputs(frames, actions, is_first)
         if state is not None and state.deter.shape[0] != frames.shape[0]:
             raise SpecError(
                 f"state has batch {state.deter.shape[0]}, frames have {frames.shape[0]}"
             )
-        return self.rssm.observe(self.encoder(frames), actions, is_first, state)
+        posts = self.rssm.observe(self.encoder(frames), actions, is_first, state)
+        return posts, State(*(part[:, -1] for part in posts))
+
+    def obs_step(
+        self, state: State, action: torch.Tensor, frames: torch.Tensor, is_first: torch.Tensor
+    ) -> State:
+        """One posterior step for a batch of live envs: frames (B, C, H, W) uint8, the action
+        that led to them (B, world_model_dim), is_first (B,) bool (resets those envs)."""
+        self.check_inputs(frames[:, None], action[:, None], is_first[:, None])
+        return self.rssm.obs_step(state, action, self.encoder(frames), is_first)
+
+    def kl(self, posts: State) -> torch.Tensor:
+        """KL(posterior || prior) of posterior states, in nats per step (no free nats)."""
+        return self.rssm.kl_loss(posts, self.config.kl_balance, 0.0)[1]
 
     def decode(self, features: torch.Tensor) -> torch.Tensor:
         """Mean frame in frames_to_input's scale ([-0.5, 0.5]); see to_uint8."""

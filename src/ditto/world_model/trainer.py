@@ -359,9 +359,9 @@ class WorldModelTrainer(TrainingLoop):
         # Validation draws latent samples; fork the RNG so training continues as if it had not run
         # (a resumed run then matches an uninterrupted one whatever the validation schedule).
         with fork_rng(self.device), self.autocast():
-            posts = self.model.rssm.observe(self.model.encoder(frames), actions, is_first)
+            posts, _ = self.model.observe(frames, actions, is_first)
             recon = self.model.decode(self.model.features(posts)).float()
-            kl = self.model.rssm.kl_loss(posts, cfg.kl_balance, 0.0)[1]
+            kl = self.model.kl(posts)
             context_recon, predictions = self.model.open_loop(frames, actions, is_first, context)
         self.model.train()
         target = frames_to_input(frames)
