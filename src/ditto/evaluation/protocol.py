@@ -155,26 +155,10 @@ def evaluate_run(
     num_envs = config.eval_envs if num_envs is None else num_envs
     snapshots = policy_snapshots(run)[-protocol["checkpoints"] :]
     load = agent_loader(saved, resolve_device(device), greedy)
-    per_checkpoint, all_returns = [], []
-    for index, snapshot in enumerate(
-        tqdm(snapshots, desc=f"evaluate {run.name}", unit="ckpt", disable=not progress)
-    ):
-        torch.manual_seed(seed + index)  # the policy samples actions and latents
-        checkpoint = load_checkpoint(snapshot)
-        returns = run_episodes(
-            load(checkpoint),
-            spec.env_id,
-            spec,
-            episodes,
-            num_envs,
-            seed + 1000 * index,
-            sticky_actions,
-        )
-        per_checkpoint.append(
-            {"step": int(checkpoint.meta["step"]), "return_mean": float(np.mean(returns))}
-        )
-        all_returns += returns
-    returns = np.asarray(all_returns)
+    snapshots = tqdm(snapshots, desc=f"evaluate {run.name}", unit="ckpt", disable=not progress)
+    per_checkpoint, returns = _play_snapshots(
+        snapshots, load, spec, episodes, num_envs, seed, sticky_actions
+    )
     expert, rand = (
         saved["expert_return"],
         random_return(spec.env_id, spec, episodes, num_envs, seed, sticky_actions),
@@ -197,6 +181,31 @@ def evaluate_run(
         "protocol": protocol,
         "num_envs": num_envs,  # with the seed, which episodes were played
     }
+
+
+def _play_snapshots(
+    snapshots, load, spec: EnvSpec, episodes: int, num_envs: int, seed: int, sticky_actions: bool
+) -> tuple[list[dict[str, Any]], np.ndarray]:
+    """Each snapshot's step and mean return, and all the returns: snapshot i plays its episodes
+    from seed + 1000 i, its sampling seeded with seed + i."""
+    per_checkpoint, all_returns = [], []
+    for index, snapshot in enumerate(snapshots):
+        torch.manual_seed(seed + index)  # the policy samples actions and latents
+        checkpoint = load_checkpoint(snapshot)
+        returns = run_episodes(
+            load(checkpoint),
+            spec.env_id,
+            spec,
+            episodes,
+            num_envs,
+            seed + 1000 * index,
+            sticky_actions,
+        )
+        per_checkpoint.append(
+            {"step": int(checkpoint.meta["step"]), "return_mean": float(np.mean(returns))}
+        )
+        all_returns += returns
+    return per_checkpoint, np.asarray(all_returns)
 
 
 def resolve_protocol(

@@ -199,10 +199,7 @@ def train_ppo(
         if start is not None:
             _check_same_spaces(start, venv, env_id)
         if start is not None and _num_timesteps(start) >= steps:
-            if start != out:
-                _copy_atomic(start, out)
-                if vecnormalize_path(start).is_file():
-                    _copy_atomic(vecnormalize_path(start), vecnormalize_path(out))
+            _adopt_finished(start, out)
             return str(out)
         if torch_threads:
             torch.set_num_threads(torch_threads)
@@ -221,24 +218,40 @@ def train_ppo(
             model = PPO(
                 policy, venv, seed=seed, device=device, verbose=verbose, **params, **schedules
             )
-        remaining = steps - model.num_timesteps
-        saver = _Saver(venv)
-        try:
-            model.learn(
-                remaining,
-                callback=_checkpoint_callback(checkpoint_every, lambda m: saver.save(m, ckpt)),
-                progress_bar=progress,
-                reset_num_timesteps=start is None,
-            )
-        except KeyboardInterrupt:
-            saver.save(model, ckpt)
-            raise
-        saver.save(model, out)
-        saver.save(model, ckpt)  # the checkpoint never lags behind the final model
+        _learn(model, venv, steps, out, checkpoint_every, progress, fresh=start is None)
     finally:
         venv.close()
         torch.set_num_threads(previous_threads)
     return str(out)
+
+
+def _adopt_finished(start: Path, out: Path) -> None:
+    """A run resumed at or past its target: its checkpoint (and statistics) become the output."""
+    if start != out:
+        _copy_atomic(start, out)
+        if vecnormalize_path(start).is_file():
+            _copy_atomic(vecnormalize_path(start), vecnormalize_path(out))
+
+
+def _learn(
+    model, venv, steps: int, out: Path, checkpoint_every: int, progress: bool, fresh: bool
+) -> None:
+    """Train `model` up to `steps` env steps in all, checkpointing every `checkpoint_every`
+    and on Ctrl-C; then save it to `out` and to its checkpoint."""
+    ckpt = checkpoint_path(out)
+    saver = _Saver(venv)
+    try:
+        model.learn(
+            steps - model.num_timesteps,
+            callback=_checkpoint_callback(checkpoint_every, lambda m: saver.save(m, ckpt)),
+            progress_bar=progress,
+            reset_num_timesteps=fresh,
+        )
+    except KeyboardInterrupt:
+        saver.save(model, ckpt)
+        raise
+    saver.save(model, out)
+    saver.save(model, ckpt)  # the checkpoint never lags behind the final model
 
 
 def export_expert(src: str | os.PathLike, dst: str | os.PathLike) -> Path:
