@@ -263,9 +263,17 @@ def _cmd_train_world_model(args: argparse.Namespace) -> None:
 
 
 def _cmd_bench_world_model(args: argparse.Namespace) -> None:
+    if args.against is not None:
+        _cmd_bench_against(args)
+        return
+    import torch
+
     from ditto.device import resolve_device
     from ditto.world_model.bench import bench_world_model
 
+    if args.threads is not None:
+        torch.set_num_threads(args.threads)
+    args.preset, args.modes = args.preset or ["debug", "small", "paper"], args.modes or BENCH_MODES
     results = bench_world_model(
         args.preset,
         args.modes,
@@ -282,6 +290,46 @@ def _cmd_bench_world_model(args: argparse.Namespace) -> None:
             f"B{r['batch']}xL{r['length']}: {r['step_s']:.3f} s/step, {r['frames_per_s']:.0f} frames/s, "
             f"{r['gflop_per_step']:.1f} GFLOP/step at {r['tflops_per_s']:.3g} TFLOP/s",
         )
+
+
+def _cmd_bench_against(args: argparse.Namespace) -> None:
+    """`bench world-model --against REV`: today's step and REV's, alternating; one result."""
+    from ditto.device import resolve_device
+    from ditto.errors import ConfigError
+    from ditto.world_model.bench import check_modes
+    from ditto.world_model.bench_against import bench_against, describe
+
+    preset, modes = args.preset or ["small"], args.modes or ["fp32"]
+    if len(preset) > 1 or len(modes) > 1:
+        raise ConfigError(
+            "--against times one preset in one mode; pass one --preset and one --modes"
+        )
+    device = resolve_device(args.device)
+    check_modes(modes, device)
+
+    def progress(i: int, today_ms: float, against_ms: float) -> None:
+        if not args.json:
+            print(
+                f"round {i + 1}/{args.rounds}: today {today_ms:.1f} ms/step, "
+                f"{args.against} {against_ms:.1f} ms/step",
+                file=sys.stderr,
+                flush=True,
+            )
+
+    result = bench_against(
+        args.against,
+        preset=preset[0],
+        mode=modes[0],
+        device=str(device),
+        rounds=args.rounds,
+        steps=args.steps,
+        warmup=args.warmup,
+        threads=args.threads or 1,
+        batch=args.batch,
+        length=args.length,
+        on_round=progress,
+    )
+    print(json.dumps(result) if args.json else describe(result), flush=True)
 
 
 def _cmd_bench_imagination(args: argparse.Namespace) -> None:
@@ -891,8 +939,28 @@ def _add_bench(commands) -> None:
     p.add_argument(
         "--length", type=_at_least(1), default=None, help="override the preset's sequence length"
     )
+    p.add_argument(
+        "--against",
+        metavar="REV",
+        default=None,
+        help="time this checkout's step against commit REV's, alternating in one run "
+        "(one preset, default small; one mode, default fp32); prints the speedup",
+    )
+    p.add_argument(
+        "--rounds",
+        type=_at_least(1),
+        default=5,
+        help="with --against: alternating rounds of --steps steps per side (default 5)",
+    )
+    p.add_argument(
+        "--threads",
+        type=_at_least(1),
+        default=None,
+        help="torch threads (per side with --against, default 1; else torch's default)",
+    )
     p.add_argument("--json", action="store_true", help="one JSON object per line")
-    p.set_defaults(func=_cmd_bench_world_model)
+    # None: all presets and modes, or with --against the small preset in fp32
+    p.set_defaults(func=_cmd_bench_world_model, preset=None, modes=None)
     p = sub.add_parser(
         "imagination",
         help="DITTO updates/s (rollout + losses + optimiser): fp32 vs bf16 vs compile",

@@ -88,6 +88,47 @@ def _batch(model: WorldModel, batch: int, length: int, device: torch.device):
     return frames.to(device), actions.to(device), is_first.to(device)
 
 
+def train_step(
+    preset: str,
+    mode: str,
+    device: torch.device,
+    env_id: str = "ALE/Pong-v5",
+    batch: int | None = None,
+    length: int | None = None,
+):
+    """One world-model training step (forward, backward, clip, AdamW) on a fixed synthetic batch,
+    as the benchmark times it: (the eager step, the compiled one or the eager one again, a dict of
+    the preset's batch, length and parameter count).
+
+    `ditto bench world-model --against REV` times this function in both commits' code, where it
+    exists (an older commit runs a copy of it: world_model/bench_worker.py), so a change to
+    what a training step is belongs here.
+    """
+    bf16, compile_mode = MODES[mode]
+    config = world_model_config(preset, batch=batch, length=length)
+    config = replace(config, precision="bf16" if bf16 else "fp32", compile=compile_mode is not None)
+    torch.manual_seed(0)
+    model = WorldModel(env_spec(env_id), config).to(device)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, eps=config.eps)
+    frames, actions, is_first = _batch(model, config.batch, config.length, device)
+
+    def step():
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
+            loss, _, _ = model.loss(frames, actions, is_first)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
+        optimizer.step()
+
+    timed = compiled(step, compile_mode) if compile_mode else step
+    shape = {
+        "batch": config.batch,
+        "length": config.length,
+        "params": sum(p.numel() for p in model.parameters()),
+    }
+    return step, timed, shape
+
+
 def bench_mode(
     preset: str,
     mode: str,
@@ -98,40 +139,22 @@ def bench_mode(
     batch: int | None,
     length: int | None,
 ) -> dict:
-    bf16, compile_mode = MODES[mode]
-    config = world_model_config(preset, batch=batch, length=length)
-    config = replace(config, precision="bf16" if bf16 else "fp32", compile=compile_mode is not None)
-    torch.manual_seed(0)
-    model = WorldModel(env_spec(env_id), config).to(device)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, eps=config.eps)
-    frames, actions, is_first = _batch(model, config.batch, config.length, device)
-
-    def train_step():
-        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
-            loss, _, _ = model.loss(frames, actions, is_first)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
-        optimizer.step()
-
-    flops = count_flops(train_step)
-    step = compiled(train_step, compile_mode) if compile_mode else train_step
+    eager, step, shape = train_step(preset, mode, device, env_id, batch, length)
+    flops = count_flops(eager)
     warmup_s, median = time_calls(lambda _: step(), device, steps, warmup)
-    result = {
+    frames = shape["batch"] * shape["length"]
+    return {
         "preset": preset,
         "mode": mode,
         "device": _device_name(device),
-        "batch": config.batch,
-        "length": config.length,
-        "params": sum(p.numel() for p in model.parameters()),
+        **shape,
         "step_s": median,
         "steps_per_s": 1.0 / median,
-        "frames_per_s": config.batch * config.length / median,
+        "frames_per_s": frames / median,
         "warmup_s": warmup_s,
         "gflop_per_step": flops / 1e9,
         "tflops_per_s": flops / median / 1e12,
     }
-    return result
 
 
 def compiled(fn, mode: str):
