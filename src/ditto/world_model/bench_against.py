@@ -8,7 +8,7 @@ sides run at once, each in its own process (world_model/bench_worker.py) whose P
 starts with its own `src`: "today" is the checkout this `ditto` is imported from (its
 HEAD; `src/` must be committed, so the hash names the code that ran) and "against" is
 REV's `src`, taken with `git archive` into a temporary folder (nothing is registered in
-.git, and the folder is removed at the end, on an error or Ctrl-C too). Both build the
+.git, and the folder is removed at the end, on an error, Ctrl-C or SIGTERM too). Both build the
 same preset, batch, length and mode on the same device and thread count and warm up;
 then the rounds alternate, today then REV, REV then today, ..., so a drift in the
 machine's load falls on both. Each round times `steps` steps per side and keeps their
@@ -23,11 +23,13 @@ import json
 import os
 import platform
 import shutil
+import signal
 import statistics
 import subprocess
 import sys
 import tarfile
 import tempfile
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -112,6 +114,19 @@ def _load() -> list[float] | None:
         return [round(x, 2) for x in os.getloadavg()]
     except OSError:
         return None
+
+
+def _raise_interrupt(signum, frame):
+    raise KeyboardInterrupt
+
+
+def _terminate_as_interrupt() -> Callable[[], object]:
+    """Make SIGTERM (a plain `kill`) raise KeyboardInterrupt, so the cleanup runs as for
+    Ctrl-C (on the main thread; elsewhere signals are left alone); returns the undo."""
+    if threading.current_thread() is not threading.main_thread():
+        return lambda: None
+    previous = signal.signal(signal.SIGTERM, _raise_interrupt)
+    return lambda: signal.signal(signal.SIGTERM, signal.SIG_DFL if previous is None else previous)
 
 
 @dataclass
@@ -245,6 +260,7 @@ def bench_against(
     }
     tmp = Path(tempfile.mkdtemp(prefix="ditto-bench-against-"))
     sides = [Side("today", today, src)]
+    restore_sigterm = _terminate_as_interrupt()
     try:
         sides.append(Side("against", against, export_src(repo, against, tmp)))
         for side in sides:  # both start (and warm up) at once; that is not timed
@@ -260,6 +276,7 @@ def bench_against(
         for side in sides:
             side.stop()
         shutil.rmtree(tmp, ignore_errors=True)
+        restore_sigterm()
     result["machine"]["load_after"] = _load()
     result["batch"], result["length"] = sides[0].ready["batch"], sides[0].ready["length"]
     result["today"], result["against"] = sides[0].summary(), sides[1].summary()
