@@ -192,7 +192,7 @@ class Side:
             if self.process.poll() is None:
                 try:
                     self.process.stdin.close()
-                    self.process.wait(timeout=10)
+                    self.process.wait(timeout=3)  # an idle worker exits at once
                 except (OSError, subprocess.TimeoutExpired):
                     self.process.kill()
                     self.process.wait()
