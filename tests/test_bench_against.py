@@ -53,13 +53,19 @@ def test_head_against_itself_through_the_cli(clone, tmp_path, monkeypatch, capsy
         r = result[side]
         assert len(r["round_ms"]) == 2 and r["ms_min"] <= r["ms_per_step"] <= r["ms_max"]
         assert r["threads"] == 1 and r["params"] == result["today"]["params"]
+        assert (r["batch"], r["length"]) == (4, 8)  # the debug preset's
     speedup = result["speedup"]
     assert len(speedup["per_round"]) == 2 and speedup["min"] <= speedup["median"] <= speedup["max"]
     assert 1 / 3 < speedup["median"] < 3  # the same code: near 1, whatever the load
+    assert result["speedup_per_frame"] == pytest.approx(speedup["median"])
     assert result["machine"]["cores"] and result["machine"]["cpu"] and result["date"]
     assert list(temp.iterdir()) == []  # REV's exported src is gone
     text = ba.describe(result)
     assert "speedup of today over HEAD: x" in text and head[:9] in text
+    assert "per frame" not in text
+    # A side whose preset has another batch: the per-frame ratio too.
+    result["against"]["batch"], result["speedup_per_frame"] = 8, 2.5
+    assert "per frame (the sides' batch x length differ): x2.50" in ba.describe(result)
 
 
 def test_an_unknown_rev_is_a_one_line_error(capsys):

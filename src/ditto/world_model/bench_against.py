@@ -207,6 +207,8 @@ class Side:
             "ms_min": min(self.round_ms),
             "ms_max": max(self.round_ms),
             "round_ms": self.round_ms,
+            "batch": self.ready["batch"],
+            "length": self.ready["length"],
             "params": self.ready["params"],
             "warmup_s": self.ready["warmup_s"],
             "threads": self.ready["threads"],
@@ -278,7 +280,6 @@ def bench_against(
         shutil.rmtree(tmp, ignore_errors=True)
         restore_sigterm()
     result["machine"]["load_after"] = _load()
-    result["batch"], result["length"] = sides[0].ready["batch"], sides[0].ready["length"]
     result["today"], result["against"] = sides[0].summary(), sides[1].summary()
     ratios = [b / a for a, b in zip(sides[0].round_ms, sides[1].round_ms, strict=True)]
     result["speedup"] = {
@@ -287,6 +288,10 @@ def bench_against(
         "max": max(ratios),
         "per_round": ratios,
     }
+    # Each side's preset has its own batch and length unless --batch/--length fix them
+    # (a redesigned preset may change them); per frame compares those too.
+    frames = [r["batch"] * r["length"] for r in (result["today"], result["against"])]
+    result["speedup_per_frame"] = result["speedup"]["median"] * frames[0] / frames[1]
     return result
 
 
@@ -298,8 +303,16 @@ def describe(result: dict) -> str:
     def side(name: str, r: dict) -> str:
         return (
             f"  {name:<8} {r['commit'][:9]}  {r['ms_per_step']:8.1f} ms/step "
-            f"(rounds {r['ms_min']:.1f}-{r['ms_max']:.1f}; {r['params']:,} params)"
+            f"(rounds {r['ms_min']:.1f}-{r['ms_max']:.1f}; B{r['batch']}xL{r['length']}, "
+            f"{r['params']:,} params)"
         )
+
+    same_shape = (today["batch"], today["length"]) == (against["batch"], against["length"])
+    per_frame = (
+        []
+        if same_shape
+        else [f"  per frame (the sides' batch x length differ): x{result['speedup_per_frame']:.2f}"]
+    )
 
     def load(key: str) -> str:
         return "/".join(f"{x:g}" for x in m[key]) if m.get(key) else "?"
@@ -307,13 +320,14 @@ def describe(result: dict) -> str:
     return "\n".join(
         [
             f"world-model training step: preset {result['preset']}, {result['mode']}, "
-            f"B{result['batch']}xL{result['length']}, {result['device']}, "
+            f"{result['device']}, "
             f"{result['threads']} thread(s) per side, {result['rounds']} alternating rounds "
             f"x {result['steps']} steps (after {result['warmup']} warm-up)",
             side("today", today),
             side(result["against_rev"], against),
             f"  speedup of today over {result['against_rev']}: x{speedup['median']:.2f} "
             f"(rounds x{speedup['min']:.2f}-x{speedup['max']:.2f}; above 1: today is faster)",
+            *per_frame,
             f"  {m['cpu']}, {m['cores']} cores; load {load('load_before')} before, "
             f"{load('load_after')} after; {result['date']}",
         ]
