@@ -87,3 +87,18 @@ def test_one_preset_and_one_mode(capsys):
     args = ["bench", "world-model", "--against", "HEAD", "--preset", "debug", "small"]
     assert main(args) == 2
     assert "one --preset and one --modes" in capsys.readouterr().err
+
+
+def test_the_workers_copy_of_train_step_for_older_commits(monkeypatch):
+    """Commits before bench.train_step (77aa8b7) run the worker's copy: the same step."""
+    import torch
+
+    from ditto.world_model import bench, bench_worker
+
+    cpu = torch.device("cpu")
+    args = ("debug", "fp32", cpu, "ALE/Pong-v5", None, None)
+    _, _, own = bench.train_step(*args)
+    monkeypatch.delattr(bench, "train_step")
+    eager, timed, copy = bench_worker._train_step(*args)
+    assert copy == own and timed is eager
+    timed()
