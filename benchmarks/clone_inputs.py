@@ -10,7 +10,8 @@ as a deployed latent agent's are, with sticky actions as the evaluation protocol
 (without them a greedy clone replays one of two games). An input the grid beats by far
 holds the state less usably than the frame shows it.
 
-    python benchmarks/clone_inputs.py runs/minatar/breakout2/wm --episodes 15 [--sticky-data] [--no-sticky-actions]
+    python benchmarks/clone_inputs.py runs/minatar/breakout2/wm --episodes 15 [--recipe dbc --sample]
+        [--sticky-data] [--no-sticky-actions]
 
 Run on one thread (OMP_NUM_THREADS=1); all inputs at 15 episodes take about 10 minutes.
 """
@@ -23,6 +24,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from ditto.agents.networks import Actor
 from ditto.envs import make_env
 from ditto.envs.minatar import BORDER, CELL, GRID, draw_grid, palette
 from ditto.experts.minatar import MinAtarBreakoutExpert
@@ -100,7 +102,7 @@ def expert_inputs(env, filt: Filter, episodes: int, seed: int):
 
 
 def train_clone(x: torch.Tensor, y: torch.Tensor, steps: int) -> nn.Module:
-    """A 2x256 MLP on standardised inputs, cross-entropy, Adam 1e-3, batch 256."""
+    """A 2x256 MLP on standardised inputs, cross-entropy, Adam 1e-3, batch 256: logits."""
     mean, std = x.mean(0), x.std(0) + 1e-3
     net = nn.Sequential(nn.Linear(x.shape[1], 256), nn.ReLU(), nn.Linear(256, 256), nn.ReLU(),
                         nn.Linear(256, 3))
@@ -114,6 +116,22 @@ def train_clone(x: torch.Tensor, y: torch.Tensor, steps: int) -> nn.Module:
     return nn.Sequential(_Standardise(mean, std), net)
 
 
+def train_dbc(x: torch.Tensor, y: torch.Tensor, steps: int, spec) -> nn.Module:
+    """D-BC's own recipe as benchmarks/minatar.sh runs it: ditto's Actor (3 x 128) on raw
+    inputs, Adam 1e-4, batch 128, entropy bonus 0.1: logits."""
+    actor = Actor(x.shape[1], spec.action, layers=3, units=128)
+    optimiser = torch.optim.Adam(actor.parameters(), 1e-4)
+    one_hot = nn.functional.one_hot(y, 3).float()
+    for _ in range(steps):
+        batch = torch.randint(len(x), (128,))
+        dist = actor(x[batch])
+        loss = -dist.log_prob(one_hot[batch]).mean() - 0.1 * dist.entropy().mean()
+        optimiser.zero_grad()
+        loss.backward()
+        optimiser.step()
+    return actor.net
+
+
 class _Standardise(nn.Module):
     def __init__(self, mean: torch.Tensor, std: torch.Tensor):
         super().__init__()
@@ -124,14 +142,17 @@ class _Standardise(nn.Module):
 
 
 @torch.no_grad()
-def play(env, filt: Filter, clone: nn.Module, name: str, episodes: int, seed: int) -> list[float]:
+def play(
+    env, filt: Filter, clone: nn.Module, name: str, episodes: int, seed: int, sample: bool
+) -> list[float]:
     returns = []
     for episode in range(episodes):
         frame, _ = env.reset(seed=seed + episode)
         filt.reset()
         total, done = 0.0, False
         while not done:
-            action = int(clone(filt(frame)[name][None]).argmax())
+            logits = clone(filt(frame)[name][None])[0]
+            action = int(torch.distributions.Categorical(logits=logits).sample()) if sample else int(logits.argmax())
             filt.acted(action)
             frame, reward, terminated, truncated, _ = env.step(action)
             total += float(reward)
@@ -148,6 +169,10 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=3000, help="training steps per clone")
     parser.add_argument("--inputs", default=",".join(INPUTS))
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--recipe", choices=["mlp", "dbc"], default="mlp",
+                        help="mlp: the 2x256 MLP above; dbc: D-BC's actor and settings")
+    parser.add_argument("--sample", action="store_true",
+                        help="sample the clone's actions, as the protocol does, instead of its mode")
     parser.add_argument("--sticky-data", action="store_true",
                         help="the expert plays its episodes with sticky actions too")
     parser.add_argument("--no-sticky-actions", action="store_true",
@@ -165,11 +190,14 @@ def main() -> None:
     print(f"{args.episodes} expert episodes, {len(y)} frames")
     for name in args.inputs.split(","):
         torch.manual_seed(args.seed)  # each input's numbers do not depend on which others ran
-        clone = train_clone(x[name], y, args.steps)
+        if args.recipe == "dbc":
+            clone = train_dbc(x[name], y, args.steps, model.spec)
+        else:
+            clone = train_clone(x[name], y, args.steps)
         accuracy = (clone(x[name]).argmax(1) == y).float().mean()
-        returns = play(env, filt, clone, name, args.eval_episodes, 1000 + args.seed)
+        returns = play(env, filt, clone, name, args.eval_episodes, 1000 + args.seed, args.sample)
         print(f"{name:6s} dim {x[name].shape[1]:4d}  training accuracy {accuracy:.3f}  "
-              f"greedy return {np.mean(returns):5.1f} +- {np.std(returns) / len(returns) ** 0.5:.1f}",
+              f"{'sampled' if args.sample else 'greedy'} return {np.mean(returns):5.1f} +- {np.std(returns) / len(returns) ** 0.5:.1f}",
               flush=True)
 
 
