@@ -50,8 +50,9 @@ def moments(agent, expert_plays: bool, episodes: int, imagine: bool = False):
     """Rows (steps, distance, wanted action, agent's greedy action); with imagine, also
     (imagined paddle, real paddle) pairs for 3 steps of LEFT and of NOOP."""
     model, actor = agent.model, agent.actor
-    env = make_env("MinAtar/Breakout-v1", size=model.spec.obs_shape[1],
-                   grayscale=model.spec.obs_shape[0] == 1)
+    env = make_env(
+        "MinAtar/Breakout-v1", size=model.spec.obs_shape[1], grayscale=model.spec.obs_shape[0] == 1
+    )
     expert = MinAtarBreakoutExpert(seed=123)
     rows, paddles = [], {0: [], LEFT: []}
     for episode in range(episodes):
@@ -60,8 +61,12 @@ def moments(agent, expert_plays: bool, episodes: int, imagine: bool = False):
         state, previous, first, done, t = model.initial(1), torch.zeros(1, 3), True, False, 0
         while not done:
             game = env.unwrapped.game.env
-            state = model.obs_step(state, model.policy_action_input(previous),
-                                   torch.tensor(frame[None]), torch.tensor([first]))
+            state = model.obs_step(
+                state,
+                model.policy_action_input(previous),
+                torch.tensor(frame[None]),
+                torch.tensor([first]),
+            )
             first = False
             greedy = int(actor(model.features(state)).mode().argmax())
             rows.append((*wanted(game), greedy))
@@ -93,8 +98,10 @@ def report(title: str, rows: np.ndarray) -> None:
             if mask.sum() >= 3:
                 right = np.mean(rows[mask, 3] == rows[mask, 2])
                 noop = np.mean(rows[mask, 3] == 0)
-                print(f"  ball {steps} steps away, {'aligned   ' if aligned else 'misaligned'} "
-                      f"n={mask.sum():4d}  agent does what closes the gap {right:.2f}  NOOP {noop:.2f}")
+                print(
+                    f"  ball {steps} steps away, {'aligned   ' if aligned else 'misaligned'} "
+                    f"n={mask.sum():4d}  agent does what closes the gap {right:.2f}  NOOP {noop:.2f}"
+                )
 
 
 def main() -> None:
@@ -105,14 +112,18 @@ def main() -> None:
     torch.manual_seed(0)
     run = Path(args.run)
     saved = read_config(run, "agent")
-    agent = agent_loader(saved, torch.device("cpu"), True)(load_checkpoint(policy_snapshots(run)[-1]))
+    agent = agent_loader(saved, torch.device("cpu"), True)(
+        load_checkpoint(policy_snapshots(run)[-1])
+    )
     rows, paddles = moments(agent, expert_plays=True, episodes=args.episodes, imagine=True)
     report("on the expert's states", rows)
     report("on its own states", moments(agent, expert_plays=False, episodes=args.episodes)[0])
     for action, pairs in paddles.items():
         pairs = np.array(pairs)
-        print(f"imagination, 3 x {'LEFT' if action else 'NOOP'}: decoded paddle where the game "
-              f"puts it in {np.mean(pairs[:, 0] == pairs[:, 1]):.2f} of {len(pairs)} states")
+        print(
+            f"imagination, 3 x {'LEFT' if action else 'NOOP'}: decoded paddle where the game "
+            f"puts it in {np.mean(pairs[:, 0] == pairs[:, 1]):.2f} of {len(pairs)} states"
+        )
 
 
 if __name__ == "__main__":

@@ -30,7 +30,19 @@ from ditto.envs.minatar import BORDER, CELL, GRID, draw_grid, palette
 from ditto.experts.minatar import MinAtarBreakoutExpert
 from ditto.world_model.trainer import load_world_model
 
-INPUTS = ("grid", "cells", "cells_rgb", "decoded", "h", "z", "hz", "z_probs", "h_z_probs", "h_z_mode", "embed")
+INPUTS = (
+    "grid",
+    "cells",
+    "cells_rgb",
+    "decoded",
+    "h",
+    "z",
+    "hz",
+    "z_probs",
+    "h_z_probs",
+    "h_z_mode",
+    "embed",
+)
 
 
 class Filter:
@@ -63,11 +75,19 @@ class Filter:
         probs = self.state.logits[0].softmax(-1)  # z's posterior, not a sample of it
         mode = torch.nn.functional.one_hot(probs.argmax(-1), probs.shape[-1]).float().flatten()
         probs = probs.flatten()
-        return {"grid": torch.tensor(grid), "cells": _cells(real),
-                "cells_rgb": _cells(torch.tensor(rgb, dtype=torch.float32) / 255), "decoded": _cells(decoded),
-                "h": feature[:deter], "z": feature[deter:], "hz": feature,
-                "z_probs": probs, "h_z_probs": torch.cat([feature[:deter], probs]),
-                "h_z_mode": torch.cat([feature[:deter], mode]), "embed": embed[0]}
+        return {
+            "grid": torch.tensor(grid),
+            "cells": _cells(real),
+            "cells_rgb": _cells(torch.tensor(rgb, dtype=torch.float32) / 255),
+            "decoded": _cells(decoded),
+            "h": feature[:deter],
+            "z": feature[deter:],
+            "hz": feature,
+            "z_probs": probs,
+            "h_z_probs": torch.cat([feature[:deter], probs]),
+            "h_z_mode": torch.cat([feature[:deter], mode]),
+            "embed": embed[0],
+        }
 
     def acted(self, action: int) -> None:
         self.previous = torch.zeros(1, self.model.spec.action.n)
@@ -104,8 +124,9 @@ def expert_inputs(env, filt: Filter, episodes: int, seed: int):
 def train_clone(x: torch.Tensor, y: torch.Tensor, steps: int) -> nn.Module:
     """A 2x256 MLP on standardised inputs, cross-entropy, Adam 1e-3, batch 256: logits."""
     mean, std = x.mean(0), x.std(0) + 1e-3
-    net = nn.Sequential(nn.Linear(x.shape[1], 256), nn.ReLU(), nn.Linear(256, 256), nn.ReLU(),
-                        nn.Linear(256, 3))
+    net = nn.Sequential(
+        nn.Linear(x.shape[1], 256), nn.ReLU(), nn.Linear(256, 256), nn.ReLU(), nn.Linear(256, 3)
+    )
     optimiser = torch.optim.Adam(net.parameters(), 1e-3)
     for _ in range(steps):
         batch = torch.randint(len(x), (256,))
@@ -152,7 +173,11 @@ def play(
         total, done = 0.0, False
         while not done:
             logits = clone(filt(frame)[name][None])[0]
-            action = int(torch.distributions.Categorical(logits=logits).sample()) if sample else int(logits.argmax())
+            action = (
+                int(torch.distributions.Categorical(logits=logits).sample())
+                if sample
+                else int(logits.argmax())
+            )
             filt.acted(action)
             frame, reward, terminated, truncated, _ = env.step(action)
             total += float(reward)
@@ -169,23 +194,44 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=3000, help="training steps per clone")
     parser.add_argument("--inputs", default=",".join(INPUTS))
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--recipe", choices=["mlp", "dbc"], default="mlp",
-                        help="mlp: the 2x256 MLP above; dbc: D-BC's actor and settings")
-    parser.add_argument("--sample", action="store_true",
-                        help="sample the clone's actions, as the protocol does, instead of its mode")
-    parser.add_argument("--sticky-data", action="store_true",
-                        help="the expert plays its episodes with sticky actions too")
-    parser.add_argument("--no-sticky-actions", action="store_true",
-                        help="play without sticky actions (a greedy clone then replays few games)")
+    parser.add_argument(
+        "--recipe",
+        choices=["mlp", "dbc"],
+        default="mlp",
+        help="mlp: the 2x256 MLP above; dbc: D-BC's actor and settings",
+    )
+    parser.add_argument(
+        "--sample",
+        action="store_true",
+        help="sample the clone's actions, as the protocol does, instead of its mode",
+    )
+    parser.add_argument(
+        "--sticky-data",
+        action="store_true",
+        help="the expert plays its episodes with sticky actions too",
+    )
+    parser.add_argument(
+        "--no-sticky-actions",
+        action="store_true",
+        help="play without sticky actions (a greedy clone then replays few games)",
+    )
     args = parser.parse_args()
     torch.manual_seed(args.seed)
     model = load_world_model(args.world_model).model.eval()
     grayscale = model.spec.obs_shape[0] == 1
-    env = make_env("MinAtar/Breakout-v1", size=model.spec.obs_shape[1], grayscale=grayscale,
-                   sticky_actions=args.sticky_data)
+    env = make_env(
+        "MinAtar/Breakout-v1",
+        size=model.spec.obs_shape[1],
+        grayscale=grayscale,
+        sticky_actions=args.sticky_data,
+    )
     x, y = expert_inputs(env, Filter(model, env), args.episodes, args.seed)
-    env = make_env("MinAtar/Breakout-v1", size=model.spec.obs_shape[1], grayscale=grayscale,
-                   sticky_actions=not args.no_sticky_actions)
+    env = make_env(
+        "MinAtar/Breakout-v1",
+        size=model.spec.obs_shape[1],
+        grayscale=grayscale,
+        sticky_actions=not args.no_sticky_actions,
+    )
     filt = Filter(model, env)
     print(f"{args.episodes} expert episodes, {len(y)} frames")
     for name in args.inputs.split(","):
@@ -196,9 +242,11 @@ def main() -> None:
             clone = train_clone(x[name], y, args.steps)
         accuracy = (clone(x[name]).argmax(1) == y).float().mean()
         returns = play(env, filt, clone, name, args.eval_episodes, 1000 + args.seed, args.sample)
-        print(f"{name:6s} dim {x[name].shape[1]:4d}  training accuracy {accuracy:.3f}  "
-              f"{'sampled' if args.sample else 'greedy'} return {np.mean(returns):5.1f} +- {np.std(returns) / len(returns) ** 0.5:.1f}",
-              flush=True)
+        print(
+            f"{name:6s} dim {x[name].shape[1]:4d}  training accuracy {accuracy:.3f}  "
+            f"{'sampled' if args.sample else 'greedy'} return {np.mean(returns):5.1f} +- {np.std(returns) / len(returns) ** 0.5:.1f}",
+            flush=True,
+        )
 
 
 if __name__ == "__main__":

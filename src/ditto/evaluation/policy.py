@@ -50,7 +50,9 @@ class LatentAgent:
             self.previous = torch.zeros(count, self.model.spec.action.n, device=self.device)
         first = _tensor(is_first, self.device)
         pre_action = self.model.policy_action_input(self.previous)
-        self.state = self.model.obs_step(self.state, pre_action, _tensor(frames, self.device), first)
+        self.state = self.model.obs_step(
+            self.state, pre_action, _tensor(frames, self.device), first
+        )
         dist = self.actor(self.model.features(self.state))
         action = dist.mode() if self.greedy else dist.sample()
         self.previous = action.float()
