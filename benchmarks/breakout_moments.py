@@ -24,7 +24,7 @@ from ditto.checkpoint import load_checkpoint
 from ditto.envs import make_env
 from ditto.envs.minatar import BORDER, CELL, GRID
 from ditto.evaluation.protocol import agent_loader, policy_snapshots
-from ditto.experts.minatar import MinAtarBreakoutExpert, _breakout_landing, _clone
+from ditto.experts.minatar import MinAtarBreakoutExpert, breakout_landing, clone_game
 from ditto.runs import read_config
 
 LEFT = 1  # the env's minimal action set: NOOP, LEFT, RIGHT; MinAtar's own index for LEFT is 1
@@ -33,7 +33,7 @@ LEFT = 1  # the env's minimal action set: NOOP, LEFT, RIGHT; MinAtar's own index
 def wanted(game) -> tuple[int, int, int]:
     """(steps until the ball reaches the paddle's row, distance to the nearer returning
     column, the action that closes it)."""
-    columns, steps = _breakout_landing(game)
+    columns, steps = breakout_landing(game)
     distance = min((column - game.pos for column in columns), key=abs)
     return steps, abs(distance), 0 if distance == 0 else (1 if distance < 0 else 2)
 
@@ -84,7 +84,7 @@ def imagined_paddle(model, state, game, action: int) -> tuple[int, int]:
     one_hot = torch.nn.functional.one_hot(torch.tensor([action]), 3).float()
     for _ in range(3):
         state = model.img_step(state, model.policy_action_input(one_hot))
-    simulated = _clone(game, np.random.RandomState(0))
+    simulated = clone_game(game, np.random.RandomState(0))
     for _ in range(3):
         simulated.act(action)  # NOOP and LEFT have the same index in MinAtar's full set
     return paddle_column(model.decode(model.features(state))[0].numpy()), simulated.pos

@@ -70,7 +70,7 @@ class MinAtarPlanner(Expert):
         """One random future after `first`: another action held for a random number of
         steps, then random actions (move somewhere and wait is how most of these games
         are played, and a purely random future rarely finds it)."""
-        sim = _clone(game, self.future_spawns)
+        sim = clone_game(game, self.future_spawns)
         held, hold = int(self.rng.integers(len(actions))), int(self.rng.integers(self.depth))
         value, weight = 0.0, 1.0
         for step in range(self.depth):
@@ -88,7 +88,7 @@ class MinAtarPlanner(Expert):
         return value + weight * _progress(sim)
 
 
-def _clone(game, random: np.random.RandomState):
+def clone_game(game, random: np.random.RandomState):
     """A copy of a MinAtar game that plays on without touching the original (its arrays and
     lists copied), drawing its random events from `random`."""
     sim = copy.copy(game)
@@ -137,7 +137,7 @@ class MinAtarBreakoutExpert(Expert):
 
     def act(self, env, frame):
         game = env.unwrapped.game.env
-        columns, steps = _breakout_landing(game)
+        columns, steps = breakout_landing(game)
         if self._descent is None or self._descent[0] != columns or steps > self._descent[1]:
             self._column = int(self.rng.choice(columns))  # a new descent (or a new path)
         self._descent = (columns, steps)
@@ -148,10 +148,10 @@ class MinAtarBreakoutExpert(Expert):
         return 0 if distance == 0 else (1 if distance < 0 else 2)
 
 
-def _breakout_landing(game, limit: int = 60) -> tuple[tuple[int, int], int]:
+def breakout_landing(game, limit: int = 60) -> tuple[tuple[int, int], int]:
     """The two paddle columns that return the ball when it next comes down (the one it
     falls from and the one it falls to), and how many steps away that is."""
-    sim = _clone(game, game.random)  # the ball's path draws no random numbers
+    sim = clone_game(game, game.random)  # the ball's path draws no random numbers
     for step in range(limit):
         if sim.ball_y == 8 and sim.ball_dir in (2, 3):  # one row above the paddle, going down
             onto = sim.ball_x + (1 if sim.ball_dir == 2 else -1)
