@@ -12,11 +12,11 @@ from torch import nn
 from ditto.agents.expert_data import ExpertLatents
 from ditto.agents.networks import Actor
 from ditto.agents.rewards import max_cosine
-from ditto.agents.rollout import imagine
+from ditto.agents.rollout import Rollout, imagine
 from ditto.config import AgentConfig
 from ditto.errors import DittoError
 from ditto.specs import EnvSpec
-from ditto.world_model.model import WorldModel
+from ditto.world_model.model import FEATURE_Z, WorldModel
 
 
 @dataclass(frozen=True)
@@ -24,7 +24,10 @@ class LatentConfig(AgentConfig):
     """The settings of every method whose policy acts on world-model features."""
 
     horizon: int = 15  # H: imagination steps from each expert start state
+    # what of z the actor sees: "sample" (the paper) or "probs" (z's probabilities)
+    actor_z: str = "sample"
 
+    CHOICES = {"actor_z": FEATURE_Z}
     PRESETS = {"debug": {"horizon": 4}}
 
 
@@ -55,7 +58,10 @@ class LatentImitation(ABC):
     @classmethod
     def deployed_policy(cls, config: LatentConfig, spec: EnvSpec, feature_dim: int) -> Actor:
         """An untrained policy of the shape the snapshots hold, for evaluation to load them into."""
-        return Actor(feature_dim, spec.action, config.layers, config.units)
+        actor = Actor(feature_dim, spec.action, config.layers, config.units)
+        # What of z it acts on goes with it: evaluation builds the deployed agent from it alone.
+        actor.actor_z = config.actor_z
+        return actor
 
     @abstractmethod
     def stateful(self) -> dict[str, nn.Module | torch.optim.Optimizer]: ...
@@ -67,6 +73,22 @@ class LatentImitation(ABC):
     def h(self, features: torch.Tensor) -> torch.Tensor:
         return features[..., : self.model.deter_size]
 
+    def imagine_windows(
+        self, actor: Actor, expert: ExpertLatents, starts: torch.Tensor
+    ) -> tuple[torch.Tensor, Rollout]:
+        """The expert windows (H+1, B, F) beginning at `starts`, and `actor`'s rollout from their
+        first states, acting on what of z config.actor_z says."""
+        expert_features, _ = expert.windows(starts)
+        rollout = imagine(
+            self.model,
+            actor,
+            expert_features[0],
+            expert.horizon,
+            self.config.actor_z,
+            expert.actor_features[starts],
+        )
+        return expert_features, rollout
+
     @torch.no_grad()
     def diagnostics(
         self, validation: ExpertLatents, policy: Actor, windows: int = 256
@@ -77,12 +99,11 @@ class LatentImitation(ABC):
         metrics = {}
         if validation.num_windows:
             starts = validation.sample(windows, generator)
-            expert_features, _ = validation.windows(starts)
-            rollout = imagine(self.model, policy, expert_features[0], validation.horizon)
+            expert_features, rollout = self.imagine_windows(policy, validation, starts)
             similarity = max_cosine(self.h(expert_features[1:]), self.h(rollout.features[1:]))
             metrics["val/latent_distance"] = float(1 - similarity.mean())
         frames = validation.sample_acted(windows, generator)
-        predicted = policy(validation.features[frames]).mode()
+        predicted = policy(validation.actor_features[frames]).mode()
         expert_actions = validation.actions[frames]
         if policy.discrete:
             metrics["val/action_accuracy"] = float(

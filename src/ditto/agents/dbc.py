@@ -33,7 +33,7 @@ class DBC(LatentImitation):
 
     def update(self, step, generator):
         frames = self.expert.sample_acted(self.config.batch, generator)
-        dist = self.actor(self.expert.features[frames])
+        dist = self.actor(self.expert.actor_features[frames])
         log_prob = dist.log_prob(self.expert.actions[frames]).mean()
         entropy = dist.entropy().mean()
         loss = -log_prob - self.config.dbc_entropy * entropy

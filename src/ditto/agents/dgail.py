@@ -17,7 +17,6 @@ from ditto.agents.base import LatentImitation
 from ditto.agents.expert_data import ExpertLatents
 from ditto.agents.networks import mlp
 from ditto.agents.registry import Method, register_method
-from ditto.agents.rollout import imagine
 from ditto.world_model.model import WorldModel
 
 
@@ -57,8 +56,7 @@ class DGail(LatentImitation):
 
     def update(self, step, generator):
         starts = self.expert.sample(self.config.batch, generator)
-        expert_features, _ = self.expert.windows(starts)
-        rollout = imagine(self.model, self.actor, expert_features[0], self.config.horizon)
+        expert_features, rollout = self.imagine_windows(self.actor, self.expert, starts)
 
         expert_logits = self._logits(expert_features)
         learner_logits = self._logits(rollout.features.detach())

@@ -17,7 +17,6 @@ from ditto.agents.base import LatentImitation
 from ditto.agents.expert_data import ExpertLatents
 from ditto.agents.registry import Method, register_method
 from ditto.agents.rewards import REWARDS, matched_similarity, nearest_similarity, reward_function
-from ditto.agents.rollout import imagine
 from ditto.world_model.model import WorldModel
 
 
@@ -64,8 +63,7 @@ class Ditto(LatentImitation):
 
     def update(self, step, generator):
         starts = self.expert.sample(self.config.batch, generator)
-        expert_features, _ = self.expert.windows(starts)
-        rollout = imagine(self.model, self.actor, expert_features[0], self.config.horizon)
+        expert_features, rollout = self.imagine_windows(self.actor, self.expert, starts)
         with torch.set_grad_enabled(
             not self.actor.discrete
         ):  # continuous: backprop through the reward

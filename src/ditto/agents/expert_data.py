@@ -14,13 +14,14 @@ import torch
 
 from ditto.data import Episode
 from ditto.world_model.model import WorldModel
+from ditto.world_model.rssm import State, index_state
 
 
 @torch.no_grad()
-def encode_episode(
+def posterior_states(
     model: WorldModel, episode: Episode, device: torch.device, chunk: int = 256
-) -> torch.Tensor:
-    """Posterior features (T+1, F) of every frame of an episode, filtered chunk by chunk."""
+) -> State:
+    """Posterior states (T+1, ...) of every frame of an episode, filtered chunk by chunk."""
     spec = model.spec
     steps = len(episode.observations)
     pre_actions = np.zeros((steps, *episode.actions.shape[1:]), dtype=episode.actions.dtype)
@@ -28,7 +29,7 @@ def encode_episode(
     is_first = np.zeros(steps, dtype=bool)
     is_first[0] = True
     actions = spec.action.encode(pre_actions, valid=~is_first)
-    state, features = None, []
+    state, chunks = None, []
     for start in range(0, steps, chunk):
         end = min(start + chunk, steps)
         frames = torch.from_numpy(np.array(episode.observations[start:end]))[None].to(device)
@@ -38,8 +39,15 @@ def encode_episode(
             torch.from_numpy(is_first[start:end])[None].to(device),
             state,
         )
-        features.append(model.features(posts)[0].float())
-    return torch.cat(features)
+        chunks.append(index_state(posts, 0))
+    return State(*(torch.cat(parts) for parts in zip(*chunks, strict=True)))
+
+
+def encode_episode(
+    model: WorldModel, episode: Episode, device: torch.device, chunk: int = 256
+) -> torch.Tensor:
+    """Posterior features (T+1, F) of every frame of an episode."""
+    return model.features(posterior_states(model, episode, device, chunk)).float()
 
 
 def policy_actions(episode: Episode, action_n: int, discrete: bool) -> np.ndarray:
@@ -62,7 +70,9 @@ class ExpertLatents:
 
     features: (N, F) every frame's latent; actions: (N, A) the action taken there;
     starts: indices t whose window t..t+H stays inside one episode;
-    acted: indices of the frames where the expert acted (all but each episode's last).
+    acted: indices of the frames where the expert acted (all but each episode's last);
+    probs: (N, F) every frame's (h, z's probabilities), cached for an actor that sees them
+    (actor_z="probs"): state_from_features cannot rebuild them from `features`.
     """
 
     features: torch.Tensor
@@ -71,16 +81,26 @@ class ExpertLatents:
     acted: torch.Tensor
     horizon: int
     episodes: int
+    probs: torch.Tensor | None = None
 
     @classmethod
     def from_episodes(
-        cls, model: WorldModel, episodes: Sequence[Episode], horizon: int, device: torch.device
+        cls,
+        model: WorldModel,
+        episodes: Sequence[Episode],
+        horizon: int,
+        device: torch.device,
+        actor_z: str = "sample",
     ) -> ExpertLatents:
+        """`actor_z`: what of z the actor sees ("probs" caches `probs` too)."""
         action = model.spec.action
-        features, actions, starts, acted, offset = [], [], [], [], 0
+        features, probs, actions, starts, acted, offset = [], [], [], [], [], 0
         for episode in episodes:
-            feats = encode_episode(model, episode, device)
+            states = posterior_states(model, episode, device)
+            feats = model.features(states).float()
             features.append(feats)
+            if actor_z != "sample":
+                probs.append(model.features(states, actor_z).float())
             actions.append(torch.from_numpy(policy_actions(episode, action.n, action.is_discrete)))
             length = len(feats)
             starts.append(torch.arange(offset, offset + max(length - horizon, 0)))
@@ -93,7 +113,13 @@ class ExpertLatents:
             acted=torch.cat(acted).to(device),
             horizon=horizon,
             episodes=len(episodes),
+            probs=torch.cat(probs) if probs else None,
         )
+
+    @property
+    def actor_features(self) -> torch.Tensor:
+        """(N, F) what the actor sees at each frame: `features`, or `probs` where cached."""
+        return self.features if self.probs is None else self.probs
 
     @property
     def num_windows(self) -> int:

@@ -157,8 +157,9 @@ class AgentTrainer(TrainingLoop):
         model = world.model.requires_grad_(False)
         model.spec.check_compatible(self.spec, f"expert data {self.expert_data}")
         with self.autocast():
-            expert = ExpertLatents.from_episodes(model, train, config.horizon, self.device)
-            self.validation = ExpertLatents.from_episodes(model, val, config.horizon, self.device)
+            horizon, actor_z = config.horizon, config.actor_z
+            expert = ExpertLatents.from_episodes(model, train, horizon, self.device, actor_z)
+            self.validation = ExpertLatents.from_episodes(model, val, horizon, self.device, actor_z)
         self.algo = method.algorithm(model, expert, config)
 
     # ----- persistence -------------------------------------------------------------------------

@@ -3,7 +3,8 @@
 LatentAgent is the DITTO / D-BC / D-GAIL policy: each real frame is filtered
 through the world model's encoder and RSSM posterior (with the previous action
 as the pre-action, reset at every episode start), and the actor acts on the
-resulting feature. PixelAgent is pixel BC acting on (stacked) frames.
+resulting feature (with z as its sample or its probabilities, as it was trained:
+actor_z). PixelAgent is pixel BC acting on (stacked) frames.
 """
 
 from __future__ import annotations
@@ -31,8 +32,13 @@ def _to_env(action: torch.Tensor, spec: ActionSpec) -> np.ndarray:
 
 
 class LatentAgent:
-    def __init__(self, model: WorldModel, actor: Actor, greedy: bool = False):
+    def __init__(
+        self, model: WorldModel, actor: Actor, greedy: bool = False, actor_z: str | None = None
+    ):
+        """`actor_z`: what of z the actor sees; by default what LatentImitation.deployed_policy
+        recorded on it from the run's config (the paper's "sample" on an actor without it)."""
         self.model, self.actor, self.greedy = model, actor, greedy
+        self.actor_z = actor_z or getattr(actor, "actor_z", "sample")
         self.device = next(actor.parameters()).device
         self.reset()
 
@@ -53,7 +59,7 @@ class LatentAgent:
         self.state = self.model.obs_step(
             self.state, pre_action, _tensor(frames, self.device), first
         )
-        dist = self.actor(self.model.features(self.state))
+        dist = self.actor(self.model.features(self.state, self.actor_z))
         action = dist.mode() if self.greedy else dist.sample()
         self.previous = action.float()
         return _to_env(action, self.model.spec.action)

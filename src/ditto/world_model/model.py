@@ -8,6 +8,7 @@ Public API (what agents use, and nothing else):
     state = wm.img_step(state, action)                      # one prior step
     kl = wm.kl(posts)                                       # KL(posterior || prior), nats/step
     feats = wm.features(state)                              # concat(h, z), see rssm.py
+    feats = wm.features(state, z="probs")                   # concat(h, z's probabilities)
     state = wm.state_from_features(feats)                   # and back (to imagine from cached latents)
     state = wm.initial(batch)
     frames_mean = wm.decode(feats)
@@ -27,6 +28,10 @@ from ditto.errors import SpecError
 from ditto.specs import EnvSpec
 from ditto.world_model.networks import Decoder, Encoder, frames_to_input
 from ditto.world_model.rssm import RSSM, State
+
+# What of z features() holds: its one-hot sample (the decoder, the rewards, the paper's actor) or
+# the probabilities it was sampled from (an actor's option: the sample adds noise it cannot use).
+FEATURE_Z = ("sample", "probs")
 
 
 class WorldModel(nn.Module):
@@ -62,12 +67,19 @@ class WorldModel(nn.Module):
             raise SpecError(f"initial takes a batch size >= 1, got {batch}")
         return self.rssm.initial(batch)
 
-    def features(self, state: State) -> torch.Tensor:
+    def features(self, state: State, z: str = "sample") -> torch.Tensor:
+        """concat(h, z): z as its one-hot sample, or z="probs" as its probabilities (of the same
+        size, stoch x classes). A state from state_from_features has no logits: no probs."""
         if not isinstance(state, State):
             raise SpecError(
                 f"features takes a State (from observe, img_step or initial), got {type(state).__name__}"
             )
-        return self.rssm.features(state)
+        if z == "sample":
+            return self.rssm.features(state)
+        if z != "probs":
+            raise SpecError(f"features takes z in {', '.join(FEATURE_Z)}, got {z!r}")
+        probs = state.logits.float().softmax(-1).flatten(-2).to(state.deter.dtype)
+        return torch.cat([state.deter, probs], -1)
 
     def state_from_features(self, features: torch.Tensor) -> State:
         """A state to imagine from, given its features (e.g. a cached expert latent)."""
