@@ -57,7 +57,7 @@ def test_help_shows_each_presets_value_and_the_deferred_parser_the_same_help():
     train = " ".join(_command(build_parser(), "train").format_help().split())  # as one line
     assert "H: imagination steps from each expert start state" in train
     assert "(default: debug 4, small 15, paper 15)" in train
-    assert "settings of ditto, dgail:" in train and "settings of bc:" in train
+    assert "settings of ditto, dgail, lumos:" in train and "settings of bc:" in train
     assert "--reward {max_cosine,cosine,neg_l2}" in train
     deferred = build_parser(deferred=True)
     for name in ("train", "train-world-model"):

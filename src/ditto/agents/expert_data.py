@@ -72,7 +72,10 @@ class ExpertLatents:
     starts: indices t whose window t..t+H stays inside one episode;
     acted: indices of the frames where the expert acted (all but each episode's last);
     probs: (N, F) every frame's (h, z's probabilities), cached for an actor that sees them
-    (actor_z="probs"): state_from_features cannot rebuild them from `features`.
+    (actor_z="probs"): state_from_features cannot rebuild them from `features`;
+    segments: (start, end, mission) frame indices of play data's segments (Episode.segments),
+    an episode without segments as one (start, last frame, None): what goal-conditioned
+    methods relabel (ditto.agents.lumos).
     """
 
     features: torch.Tensor
@@ -82,6 +85,7 @@ class ExpertLatents:
     horizon: int
     episodes: int
     probs: torch.Tensor | None = None
+    segments: tuple[tuple[int, int, str | None], ...] = ()
 
     @classmethod
     def from_episodes(
@@ -95,6 +99,7 @@ class ExpertLatents:
         """`actor_z`: what of z the actor sees ("probs" caches `probs` too)."""
         action = model.spec.action
         features, probs, actions, starts, acted, offset = [], [], [], [], [], 0
+        segments: list[tuple[int, int, str | None]] = []
         for episode in episodes:
             states = posterior_states(model, episode, device)
             feats = model.features(states).float()
@@ -105,6 +110,12 @@ class ExpertLatents:
             length = len(feats)
             starts.append(torch.arange(offset, offset + max(length - horizon, 0)))
             acted.append(torch.arange(offset, offset + length - 1))
+            if episode.segments:
+                segments += [
+                    (offset + s.start, offset + s.end, s.mission) for s in episode.segments
+                ]
+            else:  # the whole episode, unannotated
+                segments.append((offset, offset + length - 1, None))
             offset += length
         return cls(
             features=torch.cat(features),
@@ -114,6 +125,7 @@ class ExpertLatents:
             horizon=horizon,
             episodes=len(episodes),
             probs=torch.cat(probs) if probs else None,
+            segments=tuple(segments),
         )
 
     @property

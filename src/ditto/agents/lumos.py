@@ -109,8 +109,8 @@ class GoalPolicy(nn.Module):
     def forward(self, features: torch.Tensor, goal: torch.Tensor | None = None):
         if goal is None:
             raise DittoError(
-                "a lumos policy acts toward a goal: give it one (GoalPolicy.toward, "
-                "ditto.agents.lumos.MissionAgent); `ditto evaluate` cannot pass one yet"
+                "a lumos policy acts toward a goal, which `ditto evaluate` cannot give it yet: "
+                "score it with ditto.agents.lumos.evaluate_missions (docs/lumos.md)"
             )
         return self.actor(torch.cat([features, goal.to(features.dtype)], -1))
 
@@ -277,7 +277,8 @@ class GoalConditioned(LatentImitation):
     ) -> dict[str, float]:
         """On held-out play with frame goals: the goal-reaching latent distance 1 - max-cosine(h)
         to the relabelled segment, and how often the policy's mode is the action taken; with
-        held-out annotations, the mean cosine of their sentences' g to their goal frames'."""
+        held-out annotations, the mean cosine of their sentences' g to their goal frames', and
+        the action accuracy toward the sentences."""
         if self._validation is None or self._validation[0] is not validation:
             play = Relabelled(validation.segments, self.config.goal_window, self.device)
             self._validation = (validation, play)
@@ -299,6 +300,11 @@ class GoalConditioned(LatentImitation):
             said = policy.goals.of_missions([play.missions[i] for i in play.end_sentences])
             frames = policy.goals.of_frames(validation.actor_features[play.ends])
             metrics["val/goal_cosine"] = float((said * frames).sum(-1).mean())
+            if policy.discrete:  # as at test time: toward the sentence
+                goal = policy.goals.of_missions([play.missions[i] for i in play.sentences])
+                predicted = policy(validation.actor_features[play.said], goal).mode()
+                agree = predicted.argmax(-1) == validation.actions[play.said].argmax(-1)
+                metrics["val/action_accuracy_language"] = float(agree.float().mean())
         return metrics
 
 
@@ -392,8 +398,9 @@ class LumosDBC(GoalConditioned):
         return metrics
 
 
-register_method(Method(LumosConfig, Lumos, label="LUMOS", color="tab:olive"))
-register_method(Method(LumosDBCConfig, LumosDBC, label="goal D-BC", color="tab:cyan"))
+# Not in a grid's default methods: `ditto evaluate` cannot give them their missions yet.
+register_method(Method(LumosConfig, Lumos, "LUMOS", "tab:olive", in_default_grid=False))
+register_method(Method(LumosDBCConfig, LumosDBC, "goal D-BC", "tab:cyan", in_default_grid=False))
 
 
 def evaluate_missions(

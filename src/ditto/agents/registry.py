@@ -36,6 +36,9 @@ class Method:
     label: str  # its name in the report
     color: str | None = None  # its colour in the report's figures (matplotlib's default: None)
     world_model: bool = True  # trains and acts inside a world model, or from frames alone
+    # Whether a grid that names no `algos` runs it: not a method that `ditto evaluate` cannot
+    # score yet (a goal-conditioned one, which needs each episode's mission).
+    in_default_grid: bool = True
 
     @property
     def name(self) -> str:
@@ -64,8 +67,9 @@ def get_method(algo: str) -> Method:
 
 
 def method_names() -> tuple[str, ...]:
-    """The registered methods' names, in the order they registered (the report's order)."""
-    return tuple(METHODS)
+    """The registered methods' names, in the order they registered (the report's order): what
+    a grid runs when it names none, so those not `in_default_grid` are left out."""
+    return tuple(name for name, method in METHODS.items() if method.in_default_grid)
 
 
 def method_settings() -> dict[str, type[AgentConfig]]:
