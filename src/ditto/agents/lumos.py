@@ -7,9 +7,9 @@ unit-length goal embedding from one of two encoders:
 
 Hindsight relabelling: every segment of play (one mission's steps, `ExpertLatents.segments`;
 an episode without segments is one) is an example of reaching its own end. A start frame t is
-drawn from a segment, and its goal is the segment's last frame (for an unannotated segment,
-`goal_window` steps ahead if that comes sooner); a fraction `language_fraction` of each batch
-comes from the annotated segments, with the mission's sentence as the goal instead of the frame.
+drawn from a segment, and its goal is the segment's last frame, or the frame `goal_window`
+steps ahead if that comes sooner; a fraction `language_fraction` of each batch comes from the
+annotated segments, with the mission's sentence as the goal (of the segment's last frame).
 
 Lumos (`lumos`), as DITTO: start at the frame's latent, roll the goal-conditioned actor out H
 steps in the world model's prior, and reward step k by the similarity (max-cosine on h) of the
@@ -52,7 +52,7 @@ class GoalConfig(LatentConfig):
     goal_dim: int = 32  # size of the goal embedding g
     word_dim: int = 32  # the sentence encoder's word embedding and GRU size
     max_words: int = 64  # the vocabulary's capacity (the annotations' words, PAD and UNK)
-    goal_window: int = 32  # an unannotated segment's goal: at most this many steps ahead
+    goal_window: int = 32  # a goal frame: the segment's end, or this many steps ahead if sooner
     language_fraction: float = 0.5  # of each batch: goals as sentences (annotated segments)
     align_weight: float = 1.0  # weight of the sentence-to-goal-frame InfoNCE loss
     align_temperature: float = 0.1  # its temperature
@@ -379,16 +379,15 @@ class LumosDBC(GoalConditioned):
         dist = self.actor(self.expert.actor_features[batch.starts], self.goal_embeddings(batch))
         log_prob = dist.log_prob(self.expert.actions[batch.starts]).mean()
         entropy = dist.entropy().mean()
-        loss = -log_prob - cfg.dbc_entropy * entropy
+        cloning = -log_prob - cfg.dbc_entropy * entropy
         align = self.alignment(generator)
-        if align is not None:
-            loss = loss + cfg.align_weight * align
+        loss = cloning if align is None else cloning + cfg.align_weight * align
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         norm = grad_norm(self.actor)
         self.optimizer.step()
         metrics = {
-            "losses/actor": loss.item(),
+            "losses/actor": cloning.item(),
             "charts/actor_grad_norm": norm.item(),
             "charts/log_prob": log_prob.item(),
             "charts/entropy": entropy.item(),
