@@ -31,6 +31,8 @@ from typing import Any, ClassVar
 from ditto.errors import ConfigError
 
 PRECISIONS = ("auto", "bf16", "fp32")
+ENCODERS = ("conv", "patch")  # world_model/networks.py builds each
+DECODERS = ("transpose", "grid", "subpixel")  # world_model/networks.py builds each
 
 
 def _has_type(value: Any, expected: type) -> bool:
@@ -105,6 +107,14 @@ class _JsonConfig:
 class WorldModelConfig(_JsonConfig):
     # Architecture (DreamerV2 as used by DITTO; see ../shared/method.md).
     cnn_depth: int = 48  # encoder channels depth * (1, 2, 4, 8); decoder mirrors them
+    # conv: DreamerV2's encoder; patch: the frame's 4x4 patches as channels, then 3 convs (cheaper)
+    encoder: str = "conv"
+    # The decoder's upsampling: transpose (DreamerV2's: a 1x1 map, transposed convs with kernels
+    # 5, 5, 6, 6), grid (a 4x4 map, each transposed conv with kernel 4 doubles it) or subpixel
+    # (a 4x4 map, each 3x3 conv + pixel shuffle doubles it); see world_model/networks.py.
+    decoder: str = "transpose"
+    # Side of the decoded frame: 64, or 32 (upsampled to 64; trains on the frame's 2x2 averages).
+    recon_size: int = 64
     deter: int = 1024  # GRU state h
     hidden: int = 1000  # width of the MLPs around the GRU
     stoch: int = 32  # categorical variables in z
@@ -142,9 +152,12 @@ class WorldModelConfig(_JsonConfig):
     seed: int = 0  # seed of the run
 
     _FRACTIONS = ("kl_balance", "val_episodes")
+    CHOICES: ClassVar[dict[str, Collection[str]]] = {"encoder": ENCODERS, "decoder": DECODERS}
 
     def __post_init__(self) -> None:
         self._check_values()
+        if self.recon_size not in (32, 64):
+            raise ConfigError(f"recon_size must be 32 or 64, got {self.recon_size}")
         weights = self.data_weights
         numbers = all(isinstance(w, int | float) and not isinstance(w, bool) for w in weights)
         if weights and not (numbers and all(math.isfinite(w) and w >= 0 for w in weights)):

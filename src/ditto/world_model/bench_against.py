@@ -229,11 +229,13 @@ def bench_against(
     env_id: str = "ALE/Pong-v5",
     src: Path | None = None,
     on_round: Callable[[int, float, float], None] | None = None,
+    against_preset: str | None = None,
 ) -> dict:
     """Time today's training step (the checkout of src, by default this ditto's) against rev's.
 
     device is a resolved device ("cpu", "cuda", "cuda:1"). on_round(i, today_ms, against_ms)
-    is called after each round. Returns both commits, each side's ms/step (median and range
+    is called after each round. against_preset: the preset rev's side builds (default `preset`),
+    to time a new preset against the one it would replace; rev must have it. Returns both commits, each side's ms/step (median and range
     over rounds), the speedup (rev's ms / today's, median and range over the rounds' ratios),
     the settings, the machine and the date.
     """
@@ -259,14 +261,16 @@ def bench_against(
         **settings,
         "rounds": rounds,
         "against_rev": rev,
+        "against_preset": against_preset or preset,
     }
     tmp = Path(tempfile.mkdtemp(prefix="ditto-bench-against-"))
     sides = [Side("today", today, src)]
     restore_sigterm = _terminate_as_interrupt()
     try:
         sides.append(Side("against", against, export_src(repo, against, tmp)))
-        for side in sides:  # both start (and warm up) at once; that is not timed
-            side.start(settings, tmp)
+        presets = (preset, against_preset or preset)
+        for side, name in zip(sides, presets, strict=True):  # both warm up at once, untimed
+            side.start({**settings, "preset": name}, tmp)
         for side in sides:
             side.wait_ready()
         for i in range(rounds):
@@ -295,6 +299,12 @@ def bench_against(
     return result
 
 
+def _presets(result: dict) -> str:
+    """'small', or 'small-fast (against small)' where the sides build different presets."""
+    against = result.get("against_preset", result["preset"])
+    return result["preset"] + ("" if against == result["preset"] else f" (against {against})")
+
+
 def describe(result: dict) -> str:
     """The result for people: settings, both sides, the speedup, the machine."""
     today, against, speedup = result["today"], result["against"], result["speedup"]
@@ -319,7 +329,7 @@ def describe(result: dict) -> str:
 
     return "\n".join(
         [
-            f"world-model training step: preset {result['preset']}, {result['mode']}, "
+            f"world-model training step: preset {_presets(result)}, {result['mode']}, "
             f"{result['device']}, "
             f"{result['threads']} thread(s) per side, {result['rounds']} alternating rounds "
             f"x {result['steps']} steps (after {result['warmup']} warm-up)",

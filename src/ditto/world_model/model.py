@@ -41,7 +41,7 @@ class WorldModel(nn.Module):
             raise SpecError(f"the world model takes 64x64 frames, got {spec.obs_shape[1:]}")
         self.spec, self.config = spec, config
         channels = spec.obs_shape[0]
-        self.encoder = Encoder(channels, config.cnn_depth)
+        self.encoder = Encoder(channels, config.cnn_depth, config.encoder)
         self.rssm = RSSM(
             spec.action.world_model_dim,
             self.encoder.out_dim,
@@ -50,7 +50,9 @@ class WorldModel(nn.Module):
             config.stoch,
             config.classes,
         )
-        self.decoder = Decoder(self.rssm.feature_dim, channels, config.cnn_depth)
+        self.decoder = Decoder(
+            self.rssm.feature_dim, channels, config.cnn_depth, config.decoder, config.recon_size
+        )
         # Maps a policy action (one-hot over the game's minimal set, or a raw vector) to the
         # world model's action input (one-hot over ALE's full set for Atari).
         eye = torch.eye(spec.action.world_model_dim)

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import math
+
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 
@@ -12,14 +15,19 @@ def frames_to_input(frames: torch.Tensor) -> torch.Tensor:
 
 
 class Encoder(nn.Module):
-    """4 convs (kernel 4, stride 2, ELU), channels depth x (1, 2, 4, 8): a 64x64 frame -> 32*depth."""
+    """4 convs (kernel 4, stride 2, ELU), channels depth x (1, 2, 4, 8): a 64x64 frame -> 32*depth.
+    `kind` patch: the frame's 4x4 patches as channels of a 16x16 map (pixel unshuffle), then 3
+    convs (kernel 4, stride 2, padding 1), channels depth x (2, 4, 8): the same output size
+    without the convolution over the 64x64 frame's few channels, a CPU's slowest layer."""
 
-    def __init__(self, channels: int, depth: int):
+    def __init__(self, channels: int, depth: int, kind: str = "conv"):
         super().__init__()
-        layers: list[nn.Module] = []
-        in_channels = channels
-        for i in range(4):
-            layers += [nn.Conv2d(in_channels, depth * 2**i, 4, stride=2), nn.ELU()]
+        patch = 4 if kind == "patch" else 1
+        layers: list[nn.Module] = [nn.PixelUnshuffle(patch)] if patch > 1 else []
+        in_channels = channels * patch * patch
+        for i in range(0 if patch == 1 else 1, 4):
+            padding = 0 if patch == 1 else 1
+            layers += [nn.Conv2d(in_channels, depth * 2**i, 4, stride=2, padding=padding), nn.ELU()]
             in_channels = depth * 2**i
         self.net = nn.Sequential(*layers, nn.Flatten()).to(memory_format=torch.channels_last)
         self.out_dim = depth * 8 * 2 * 2
@@ -33,28 +41,49 @@ class Encoder(nn.Module):
         return self.net(x).reshape(*lead, self.out_dim)
 
 
-class Decoder(nn.Module):
-    """Linear -> 4 transposed convs (kernels 5, 5, 6, 6, stride 2): features -> 64x64 frame mean."""
+def _doubling(kind: str, in_channels: int, out_channels: int) -> nn.Module:
+    """A layer that doubles a map's side: a transposed conv (kernel 4, stride 2, padding 1), or a
+    3x3 conv to 4x the channels rearranged into 2x2 blocks (sub-pixel convolution)."""
+    if kind == "grid":
+        return nn.ConvTranspose2d(in_channels, out_channels, 4, stride=2, padding=1)
+    return nn.Sequential(nn.Conv2d(in_channels, 4 * out_channels, 3, padding=1), nn.PixelShuffle(2))
 
-    def __init__(self, feature_dim: int, channels: int, depth: int):
+
+class Decoder(nn.Module):
+    """Features -> 64x64 frame mean. `kind` transpose: DreamerV2's linear to a 1x1 map, then 4
+    transposed convs (kernels 5, 5, 6, 6, stride 2). grid / subpixel: a linear to an 8*depth x 4x4
+    map, then layers that each double its side and halve its channels (_doubling). With `size` 32
+    the last doubling is left out (transpose: kernels 5, 5, 8) and the 32x32 mean is upsampled
+    (nearest): the Gaussian NLL against the 64x64 frame then trains it on the frame's 2x2 averages,
+    and the small-channel layers at 64x64, which cost most on a CPU, are not run."""
+
+    def __init__(
+        self, feature_dim: int, channels: int, depth: int, kind: str = "transpose", size: int = 64
+    ):
         super().__init__()
-        self.depth = depth
-        self.linear = nn.Linear(feature_dim, 32 * depth)
-        self.net = nn.Sequential(
-            nn.ConvTranspose2d(32 * depth, 4 * depth, 5, stride=2),
-            nn.ELU(),
-            nn.ConvTranspose2d(4 * depth, 2 * depth, 5, stride=2),
-            nn.ELU(),
-            nn.ConvTranspose2d(2 * depth, depth, 6, stride=2),
-            nn.ELU(),
-            nn.ConvTranspose2d(depth, channels, 6, stride=2),
-        ).to(memory_format=torch.channels_last)
+        self.size = size
+        self.start = (32 * depth, 1, 1) if kind == "transpose" else (8 * depth, 4, 4)
+        self.linear = nn.Linear(feature_dim, math.prod(self.start))  # first: the seed's draws
+        if kind == "transpose":
+            kernels = (5, 5, 6, 6) if size == 64 else (5, 5, 8)
+            widths = (32 * depth, 4 * depth, 2 * depth, depth)[: len(kernels)] + (channels,)
+            layers = [
+                nn.ConvTranspose2d(i, o, k, stride=2)
+                for i, o, k in zip(widths, widths[1:], kernels, strict=False)
+            ]
+        else:
+            widths = (8 * depth, 4 * depth, 2 * depth, depth)[: 4 if size == 64 else 3]
+            widths += (channels,)
+            layers = [_doubling(kind, i, o) for i, o in zip(widths, widths[1:], strict=False)]
+        self.net = nn.Sequential(*[part for layer in layers for part in (layer, nn.ELU())][:-1]).to(
+            memory_format=torch.channels_last
+        )
 
     def forward(self, features: torch.Tensor) -> torch.Tensor:
         """(..., feature_dim) -> (..., C, 64, 64) mean of the frame in frames_to_input's scale."""
         lead = features.shape[:-1]
         x = self.linear(features.reshape(-1, features.shape[-1]))
-        x = self.net(
-            x.reshape(-1, 32 * self.depth, 1, 1).contiguous(memory_format=torch.channels_last)
-        )
+        x = self.net(x.reshape(-1, *self.start).contiguous(memory_format=torch.channels_last))
+        if self.size != 64:
+            x = F.interpolate(x, scale_factor=64 // self.size, mode="nearest")
         return x.contiguous().reshape(*lead, *x.shape[1:])
