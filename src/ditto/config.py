@@ -198,6 +198,24 @@ WORLD_MODEL_PRESETS: dict[str, WorldModelConfig] = {
         eval_every=500,
         checkpoint_every=500,
     ),
+    # small's latent sizes with the CPU-cheap networks and half its frames per step: about 2.6x
+    # its steps per second on a 2-core AVX2 CPU, so twice its steps (docs/notes/speed.md).
+    "small-fast": WorldModelConfig(
+        cnn_depth=8,
+        encoder="patch",
+        decoder="grid",
+        recon_size=32,
+        deter=256,
+        hidden=256,
+        stoch=16,
+        classes=16,
+        batch=16,
+        length=16,
+        steps=6000,
+        log_every=50,
+        eval_every=1000,
+        checkpoint_every=1000,
+    ),
     "paper": WorldModelConfig(),
 }
 
