@@ -4,6 +4,8 @@ held-out quality at equal training time. Behind docs/notes/speed.md's small-fast
     # speed: today's small-fast step against commit 77aa8b7's small step, alternating rounds
     python benchmarks/world_model_tiers.py speed --preset small-fast --against 77aa8b7 \\
         --against-preset small --rounds 5 --steps 5
+    # one option on today's small preset against 77aa8b7's small
+    python benchmarks/world_model_tiers.py speed --preset small --set decoder=grid recon_size=32
 
     # quality: train each preset for the same seconds of training steps, at once (so both see
     # the machine's load), validating at marks: one JSON line per mark
@@ -40,8 +42,18 @@ def speed(args: argparse.Namespace) -> None:
         steps=args.steps,
         warmup=args.warmup,
         threads=args.threads,
+        overrides=dict(_setting(text) for text in args.set),
     )
     print(json.dumps(result) if args.json else describe(result))
+
+
+def _setting(text: str) -> tuple[str, object]:
+    """'recon_size=32' -> ('recon_size', 32): a number where the value reads as one."""
+    name, _, value = text.partition("=")
+    try:
+        return name, json.loads(value)
+    except json.JSONDecodeError:
+        return name, value
 
 
 def quality(args: argparse.Namespace) -> None:
@@ -86,6 +98,7 @@ def main() -> None:
     s.add_argument("--steps", type=int, default=5)
     s.add_argument("--warmup", type=int, default=2)
     s.add_argument("--threads", type=int, default=1)
+    s.add_argument("--set", nargs="*", default=[], metavar="NAME=VALUE", help="today's overrides")
     s.add_argument("--json", action="store_true")
     q = commands.add_parser("quality", help="train for a time budget, validating at marks")
     q.add_argument("--preset", default="small-fast")

@@ -128,3 +128,18 @@ def test_default_decoder_computes_what_dreamerv2s_did():
 def test_bad_option_is_a_config_error(bad):
     with pytest.raises(ConfigError):
         world_model_config("debug", **bad)
+
+
+def test_bench_step_takes_the_options_as_overrides():
+    """What `benchmarks/world_model_tiers.py speed --set` times: the preset with the options."""
+    from ditto.world_model.bench import train_step
+
+    overrides = {"encoder": "patch", "decoder": "grid", "recon_size": 32}
+    _, step, shape = train_step("debug", "fp32", torch.device("cpu"), overrides=overrides)
+    step()
+    spec = env_spec("ALE/Pong-v5")
+    params = [
+        sum(p.numel() for p in WorldModel(spec, world_model_config("debug", **o)).parameters())
+        for o in (overrides, {})
+    ]
+    assert shape["params"] == params[0] != params[1]

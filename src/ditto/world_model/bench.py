@@ -95,6 +95,7 @@ def train_step(
     env_id: str = "ALE/Pong-v5",
     batch: int | None = None,
     length: int | None = None,
+    overrides: dict | None = None,
 ):
     """One world-model training step (forward, backward, clip, AdamW) on a fixed synthetic batch,
     as the benchmark times it: (the eager step, the compiled one or the eager one again, a dict of
@@ -102,10 +103,10 @@ def train_step(
 
     `ditto bench world-model --against REV` times this function in both commits' code, where it
     exists (an older commit runs a copy of it: world_model/bench_worker.py), so a change to
-    what a training step is belongs here.
+    what a training step is belongs here. `overrides`: settings that replace the preset's.
     """
     bf16, compile_mode = MODES[mode]
-    config = world_model_config(preset, batch=batch, length=length)
+    config = world_model_config(preset, batch=batch, length=length, **(overrides or {}))
     config = replace(config, precision="bf16" if bf16 else "fp32", compile=compile_mode is not None)
     torch.manual_seed(0)
     model = WorldModel(env_spec(env_id), config).to(device)

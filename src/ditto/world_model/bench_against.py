@@ -230,12 +230,14 @@ def bench_against(
     src: Path | None = None,
     on_round: Callable[[int, float, float], None] | None = None,
     against_preset: str | None = None,
+    overrides: dict | None = None,
 ) -> dict:
     """Time today's training step (the checkout of src, by default this ditto's) against rev's.
 
     device is a resolved device ("cpu", "cuda", "cuda:1"). on_round(i, today_ms, against_ms)
     is called after each round. against_preset: the preset rev's side builds (default `preset`),
-    to time a new preset against the one it would replace; rev must have it. Returns both commits, each side's ms/step (median and range
+    to time a new preset against the one it would replace; rev must have it. overrides: settings
+    that replace today's preset's (an option timed before it has a preset). Returns both commits, each side's ms/step (median and range
     over rounds), the speedup (rev's ms / today's, median and range over the rounds' ratios),
     the settings, the machine and the date.
     """
@@ -262,15 +264,17 @@ def bench_against(
         "rounds": rounds,
         "against_rev": rev,
         "against_preset": against_preset or preset,
+        "overrides": overrides or {},
     }
     tmp = Path(tempfile.mkdtemp(prefix="ditto-bench-against-"))
     sides = [Side("today", today, src)]
     restore_sigterm = _terminate_as_interrupt()
     try:
         sides.append(Side("against", against, export_src(repo, against, tmp)))
-        presets = (preset, against_preset or preset)
-        for side, name in zip(sides, presets, strict=True):  # both warm up at once, untimed
-            side.start({**settings, "preset": name}, tmp)
+        today_side = {**settings, "overrides": overrides or {}}
+        against_side = {**settings, "preset": against_preset or preset}
+        for side, side_settings in zip(sides, (today_side, against_side), strict=True):
+            side.start(side_settings, tmp)  # both warm up at once, untimed
         for side in sides:
             side.wait_ready()
         for i in range(rounds):
@@ -302,7 +306,8 @@ def bench_against(
 def _presets(result: dict) -> str:
     """'small', or 'small-fast (against small)' where the sides build different presets."""
     against = result.get("against_preset", result["preset"])
-    return result["preset"] + ("" if against == result["preset"] else f" (against {against})")
+    today = result["preset"] + "".join(f" {k}={v}" for k, v in result.get("overrides", {}).items())
+    return today + ("" if against == result["preset"] else f" (against {against})")
 
 
 def describe(result: dict) -> str:

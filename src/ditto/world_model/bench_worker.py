@@ -21,10 +21,13 @@ import sys
 import time
 
 
-def _train_step(preset, mode, device, env_id, batch, length):
-    """(eager step, timed step, shape) from this side's code: its own train_step, or a copy of it."""
+def _train_step(preset, mode, device, env_id, batch, length, overrides=None):
+    """(eager step, timed step, shape) from this side's code: its own train_step, or a copy of it.
+    `overrides` (settings replacing the preset's) only reach a train_step that takes them."""
     from ditto.world_model import bench
 
+    if overrides:
+        return bench.train_step(preset, mode, device, env_id, batch, length, overrides)
     if hasattr(bench, "train_step"):
         return bench.train_step(preset, mode, device, env_id, batch, length)
     from dataclasses import replace
@@ -82,6 +85,7 @@ def main() -> None:
         settings["env_id"],
         settings["batch"],
         settings["length"],
+        settings.get("overrides"),
     )
     start = time.perf_counter()
     for _ in range(settings["warmup"]):
