@@ -18,7 +18,10 @@ OPTIONS = [
     {"recon_size": 32},
     {"decoder": "grid", "recon_size": 32},
     {"decoder": "subpixel", "recon_size": 32},
+    {"decoder": "patch"},
+    {"decoder": "patch", "recon_size": 32},
     {"encoder": "patch", "decoder": "grid", "recon_size": 32},
+    {"encoder": "patch", "decoder": "patch"},
 ]
 
 

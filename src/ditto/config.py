@@ -32,7 +32,7 @@ from ditto.errors import ConfigError
 
 PRECISIONS = ("auto", "bf16", "fp32")
 ENCODERS = ("conv", "patch")  # world_model/networks.py builds each
-DECODERS = ("transpose", "grid", "subpixel")  # world_model/networks.py builds each
+DECODERS = ("transpose", "grid", "subpixel", "patch")  # world_model/networks.py builds each
 
 
 def _has_type(value: Any, expected: type) -> bool:
@@ -111,7 +111,8 @@ class WorldModelConfig(_JsonConfig):
     encoder: str = "conv"
     # The decoder's upsampling: transpose (DreamerV2's: a 1x1 map, transposed convs with kernels
     # 5, 5, 6, 6), grid (a 4x4 map, each transposed conv with kernel 4 doubles it) or subpixel
-    # (a 4x4 map, each 3x3 conv + pixel shuffle doubles it); see world_model/networks.py.
+    # (a 4x4 map, each 3x3 conv + pixel shuffle doubles it) or patch (grid's up to a 16x16 map,
+    # then each cell's 4x4 pixels by a linear map; cheapest); see world_model/networks.py.
     decoder: str = "transpose"
     # Side of the decoded frame: 64, or 32 (upsampled to 64; trains on the frame's 2x2 averages).
     recon_size: int = 64
@@ -203,8 +204,7 @@ WORLD_MODEL_PRESETS: dict[str, WorldModelConfig] = {
     "small-fast": WorldModelConfig(
         cnn_depth=8,
         encoder="patch",
-        decoder="grid",
-        recon_size=32,
+        decoder="patch",
         deter=256,
         hidden=256,
         stoch=16,

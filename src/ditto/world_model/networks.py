@@ -52,7 +52,9 @@ def _doubling(kind: str, in_channels: int, out_channels: int) -> nn.Module:
 class Decoder(nn.Module):
     """Features -> 64x64 frame mean. `kind` transpose: DreamerV2's linear to a 1x1 map, then 4
     transposed convs (kernels 5, 5, 6, 6, stride 2). grid / subpixel: a linear to an 8*depth x 4x4
-    map, then layers that each double its side and halve its channels (_doubling). With `size` 32
+    map, then layers that each double its side and halve its channels (_doubling). patch: grid's
+    layers up to a 2*depth x 16x16 map, then each cell's features -> its 4x4 patch of pixels (a
+    1x1 conv and pixel shuffle), so no convolution runs at 64x64 or with few channels. With `size` 32
     the last doubling is left out (transpose: kernels 5, 5, 8) and the 32x32 mean is upsampled
     (nearest): the Gaussian NLL against the 64x64 frame then trains it on the frame's 2x2 averages,
     and the small-channel layers at 64x64, which cost most on a CPU, are not run."""
@@ -71,6 +73,12 @@ class Decoder(nn.Module):
                 nn.ConvTranspose2d(i, o, k, stride=2)
                 for i, o, k in zip(widths, widths[1:], kernels, strict=False)
             ]
+        elif kind == "patch":
+            widths = (8 * depth, 4 * depth, 2 * depth)
+            layers = [_doubling("grid", i, o) for i, o in zip(widths, widths[1:], strict=False)]
+            shuffle = size // 16
+            patches = nn.Conv2d(2 * depth, channels * shuffle**2, 1)
+            layers.append(nn.Sequential(patches, nn.PixelShuffle(shuffle)))
         else:
             widths = (8 * depth, 4 * depth, 2 * depth, depth)[: 4 if size == 64 else 3]
             widths += (channels,)
