@@ -106,7 +106,7 @@ def train_step(
     what a training step is belongs here. `overrides`: settings that replace the preset's.
     """
     bf16, compile_mode = MODES[mode]
-    config = world_model_config(preset, batch=batch, length=length, **(overrides or {}))
+    config = world_model_config(preset, **{"batch": batch, "length": length, **(overrides or {})})
     config = replace(config, precision="bf16" if bf16 else "fp32", compile=compile_mode is not None)
     torch.manual_seed(0)
     model = WorldModel(env_spec(env_id), config).to(device)
