@@ -10,17 +10,19 @@ from ditto.agents.expert_data import ExpertLatents
 from ditto.agents.language import SentenceEncoder, Vocabulary, tokenize
 from ditto.agents.lumos import (
     Batch,
+    GoalConditioned,
     GoalConfig,
     GoalEncoders,
     Relabelled,
-    evaluate_missions,
     info_nce,
 )
 from ditto.agents.registry import METHODS, agent_config, method_names
 from ditto.cli import main
 from ditto.config import world_model_config
 from ditto.data import Dataset
-from ditto.errors import ConfigError
+from ditto.envs import env_spec
+from ditto.errors import ConfigError, DittoError
+from ditto.evaluation.protocol import evaluate_run
 from ditto.world_model.trainer import load_world_model, train_world_model
 
 MISSIONS = ["go to the red ball", "go to a blue key", "put the red ball next to the blue key"]
@@ -113,12 +115,15 @@ def test_goal_config_is_shared_and_checked():
 
 @pytest.fixture(scope="module")
 def play(tmp_path_factory):
+    return make_play(tmp_path_factory.mktemp("lumos"))
+
+
+def make_play(root):
     """Tiny BabyAI play data (3 episodes of 48 steps, half the annotations kept) and a debug
-    world model trained on it for a few steps."""
+    world model trained on it for a few steps, under root (tests/test_lumos_eval.py too)."""
     pytest.importorskip("minigrid")
     from ditto.data.collect import collect
 
-    root = tmp_path_factory.mktemp("lumos")
     collect(
         *("BabyAI/GoToLocal-v0", "babyai-play", 3, root / "play"),
         **dict(epsilon=0.1, seed=0, annotate=0.5, play_steps=48, progress=False),
@@ -169,16 +174,17 @@ def test_lumos_methods_train_through_the_cli(play, tmp_path, capsys, algo, one_t
     metrics = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
     assert metrics[-1]["step"] == 4
     assert {"losses/align", "val/latent_distance", "val/action_accuracy"} <= set(metrics[-1])
-    # the snapshot alone steers the policy by the env's missions
-    scored = evaluate_missions(run, episodes=2, device="cpu")
+    # the snapshot alone steers the policy by the env's missions (tests/test_lumos_eval.py)
+    scored = evaluate_run(run, episodes=2, checkpoints=1, device="cpu", progress=False)
     assert scored["episodes"] == 2 and 0.0 <= scored["success_rate"] <= 1.0
-    assert set(scored["by_type"]) == {"go"}
+    assert set(scored["by_type"]) == {"go to"}
 
 
-def test_a_lumos_run_is_not_scored_without_missions(play, tmp_path, capsys, one_torch_thread):
-    run = _train(play, tmp_path, capsys, "lumos-dbc")
-    assert main(["evaluate", str(run), "--episodes", "1", "--checkpoints", "1"]) != 0
-    assert "a lumos policy acts toward a goal" in capsys.readouterr().err
+def test_a_goal_policy_does_not_act_without_a_goal():
+    config = agent_config("debug", algo="lumos")
+    policy = GoalConditioned.deployed_policy(config, env_spec("BabyAI/GoToLocal-v0"), 12)
+    with pytest.raises(DittoError, match="a lumos policy acts toward a goal"):
+        policy(torch.zeros(1, 12))
 
 
 def test_data_without_segments_relabels_into_windows(world, tmp_path, capsys, one_torch_thread):

@@ -12,7 +12,7 @@
     ditto train-world-model --data DIR [DIR ...] --out RUN [--preset P] [--steps N] [--set KEY=VALUE ...]
     ditto train --algo {ditto,dbc,dgail,bc} --world-model RUN --expert-data DIR --expert-episodes N --out RUN
                 [--preset P] [--steps N] [--set KEY=VALUE ...] [--resume]
-    ditto evaluate RUN [RUN ...] [--episodes N] [--json] [--save]
+    ditto evaluate RUN [RUN ...] [--episodes N] [--json] [--save] [--missions unseen] [--chain K]
     ditto probe WORLD_MODEL [--expert SPEC] [--episodes N] [--json]   what the latent holds
     ditto demo [--env ENV] [--out DIR]      the whole pipeline, with a report
     ditto sweep CONFIG.yaml --out DIR       an experiment grid (finished cells are skipped)
@@ -398,6 +398,8 @@ def _cmd_evaluate(args: argparse.Namespace) -> None:
             num_envs=args.num_envs,
             sticky_actions=args.sticky_actions,
             device=args.device,
+            missions=args.missions,
+            chain=args.chain,
         )
         for run in args.runs
     ]
@@ -419,6 +421,9 @@ def _cmd_evaluate(args: argparse.Namespace) -> None:
         print(json.dumps(summary))
         return
     for r in results:
+        if "success_rate" in r:
+            _print_missions(r)
+            continue
         print(
             f"{r['run']}: {r['algo']} on {r['env_id']} (N_E={r['expert_episodes']}, seed {r['seed']}): "
             f"return {r['return_mean']:.2f} +- {r['return_stderr']:.2f} over {r['episodes']} episodes "
@@ -432,6 +437,36 @@ def _cmd_evaluate(args: argparse.Namespace) -> None:
         print(
             f"IQM normalised score over {len(results)} runs: {summary['iqm_normalized_score']:.3f} [{lo:.3f}, {hi:.3f}]"
         )
+
+
+def _print_missions(r: dict) -> None:
+    """A goal-conditioned run's score: success overall, per mission type, seen and unseen, and
+    the chains' average length."""
+
+    def rate(part: dict) -> str:
+        value = part["success_rate"]
+        return f"{'-' if value is None else f'{value:.2f}'} ({part['missions']})"
+
+    protocol = r["protocol"]
+    print(
+        f"{r['run']}: {r['algo']} on {r['env_id']} (N_E={r['expert_episodes']}, seed {r['seed']}), "
+        f"{protocol['missions']} missions: success {rate(r)} over {r['episodes']} episodes "
+        f"({len(r['checkpoints'])} checkpoints; random {r['random_success_rate']:.2f}), "
+        f"normalised {r['normalized_score']:.3f}, return {r['return_mean']:.2f}"
+    )
+    parts = [f"{kind} {rate(part)}" for kind, part in r["by_type"].items()]
+    parts += [f"{name} {rate(r[name])}" for name in ("seen", "unseen") if name in r]
+    print("  success (missions) by type: " + ", ".join(parts))
+    if protocol["chain"] > 1:
+        chain = r["chain"]
+        reached = " ".join(f"{share:.2f}" for share in chain["reached"])
+        print(
+            f"  chains of {chain['length']}: {chain['completed_mean']:.2f} done on average "
+            f"(random {r['random_chain']['completed_mean']:.2f}); reaching 1..{chain['length']}: "
+            f"{reached}"
+        )
+    if r["unknown_words"]:
+        print(f"  words no annotation had (read as <unk>): {', '.join(r['unknown_words'])}")
 
 
 # --- the parser -------------------------------------------------------------------------------
@@ -817,6 +852,22 @@ def _add_evaluate(commands) -> None:
         "played, so compare scores made with the same count",
     )
     _add_switch(p, "--sticky-actions")
+    p.add_argument(
+        "--missions",
+        choices=("all", "unseen"),
+        default="all",
+        help="goal-conditioned runs (lumos): every episode toward its env's mission, or only "
+        "episodes whose mission no training annotation has (default all; success is "
+        "reported on seen and unseen missions either way)",
+    )
+    p.add_argument(
+        "--chain",
+        type=int,
+        default=1,
+        metavar="K",
+        help="goal-conditioned runs: up to K missions in a row in one room, the next given "
+        "once one is done; reports the average number done (default 1)",
+    )
     p.add_argument("--device", default="auto")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.add_argument(

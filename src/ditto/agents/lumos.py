@@ -25,9 +25,7 @@ by `align_weight`; the policy's loss trains the encoders too.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -35,7 +33,7 @@ from torch import nn
 from ditto.agents.actor_critic import ActorCritic, ActorCriticConfig
 from ditto.agents.base import LatentConfig, LatentImitation
 from ditto.agents.expert_data import ExpertLatents
-from ditto.agents.language import SentenceEncoder, Vocabulary, tokenize
+from ditto.agents.language import SentenceEncoder, Vocabulary
 from ditto.agents.networks import Actor, grad_norm, mlp
 from ditto.agents.registry import Method, register_method
 from ditto.agents.rewards import REWARDS, matched_similarity, max_cosine, reward_function
@@ -109,8 +107,8 @@ class GoalPolicy(nn.Module):
     def forward(self, features: torch.Tensor, goal: torch.Tensor | None = None):
         if goal is None:
             raise DittoError(
-                "a lumos policy acts toward a goal, which `ditto evaluate` cannot give it yet: "
-                "score it with ditto.agents.lumos.evaluate_missions (docs/lumos.md)"
+                "a lumos policy acts toward a goal: give it one (policy.toward(g); "
+                "evaluation's GoalAgent gives each env's mission)"
             )
         return self.actor(torch.cat([features, goal.to(features.dtype)], -1))
 
@@ -121,7 +119,7 @@ class GoalPolicy(nn.Module):
 
 class _Toward:
     """A GoalPolicy with its goal (B, G) fixed, called as an actor on features alone (by
-    `imagine`, by evaluation's LatentAgent)."""
+    `imagine`, by evaluation's GoalAgent)."""
 
     def __init__(self, policy: GoalPolicy, goal: torch.Tensor):
         self.policy, self.goal = policy, goal
@@ -212,6 +210,7 @@ class GoalConditioned(LatentImitation):
     the diagnostics. Subclasses set self.actor to a GoalPolicy (`conditioned`)."""
 
     actor: GoalPolicy
+    goal_conditioned = True  # evaluation gives each episode's mission (protocol.py)
     uses_windows = False  # a segment shorter than the horizon is a target held at its goal
 
     def __init__(self, model: WorldModel, expert: ExpertLatents, config: GoalConfig):
@@ -397,63 +396,7 @@ class LumosDBC(GoalConditioned):
         return metrics
 
 
-# Not in a grid's default methods: `ditto evaluate` cannot give them their missions yet.
+# Not in a grid's default methods: they are scored toward missions, which only BabyAI's envs
+# give (and learn from play data's segments).
 register_method(Method(LumosConfig, Lumos, "LUMOS", "tab:olive", in_default_grid=False))
 register_method(Method(LumosDBCConfig, LumosDBC, "goal D-BC", "tab:cyan", in_default_grid=False))
-
-
-def evaluate_missions(
-    run: str | Path,
-    *,
-    episodes: int = 20,
-    greedy: bool | None = None,
-    seed: int = 1_000_000,
-    device: str = "auto",
-) -> dict:
-    """The last snapshot of a lumos or lumos-dbc run in its BabyAI env, each episode toward the
-    env's own mission given as a sentence: the success rate (the mission done within its step
-    budget), overall and per mission type (its first word: go, put). A minimal path until the
-    protocol (`ditto evaluate`) passes missions; `unknown_words`: the missions' words the
-    run's annotations never had (read as <unk>)."""
-    from ditto.agents.registry import config_from_json
-    from ditto.checkpoint import load_checkpoint
-    from ditto.device import resolve_device
-    from ditto.envs import make_env
-    from ditto.evaluation.protocol import agent_loader, policy_snapshots
-    from ditto.runs import read_config
-
-    run = Path(run)
-    saved = read_config(run, "agent")
-    config = config_from_json(saved["agent"])
-    greedy = config.greedy if greedy is None else greedy
-    agent = agent_loader(saved, resolve_device(device), greedy)(
-        load_checkpoint(policy_snapshots(run)[-1])
-    )
-    policy: GoalPolicy = agent.actor
-    env = make_env(EnvSpec.from_json(saved["env"]).env_id)
-    outcomes: dict[str, list[bool]] = {}
-    missions = []
-    with torch.no_grad():
-        for index in range(episodes):
-            torch.manual_seed(seed + index)
-            frame, info = env.reset(seed=seed + index)
-            missions.append(info["mission"])
-            agent.actor = policy.toward(policy.goals.of_missions([info["mission"]]))
-            agent.reset()
-            first, ended = True, False
-            while not ended:
-                action = agent.act(frame[None], np.array([first]))[0]
-                frame, reward, terminated, truncated, info = env.step(action)
-                first, ended = False, terminated or truncated
-            kind = tokenize(missions[-1])[0]
-            outcomes.setdefault(kind, []).append(bool(terminated and reward > 0))
-    agent.actor = policy
-    every = [done for kind in outcomes.values() for done in kind]
-    return {
-        "run": str(run),
-        "algo": config.algo,
-        "episodes": episodes,
-        "success_rate": float(np.mean(every)),
-        "by_type": {kind: float(np.mean(done)) for kind, done in sorted(outcomes.items())},
-        "unknown_words": sorted(policy.goals.sentence.vocabulary.unknown(missions)),
-    }

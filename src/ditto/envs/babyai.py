@@ -52,6 +52,12 @@ FRAME = 64  # px: the frame, without resizing
 ACTION_NAMES = ("LEFT", "RIGHT", "FORWARD", "PICKUP", "DROP", "TOGGLE", "DONE")
 
 _BABYAI_ID = re.compile(r"^BabyAI/([A-Za-z]+)-v0$")
+# The words of a mission that name its objects, not its task: minigrid's articles, colours
+# (COLOR_NAMES, spelled here so that this module imports no minigrid) and object types.
+_OBJECT_WORDS = frozenset(
+    ("the", "a", "red", "green", "blue", "purple", "yellow", "grey")
+    + ("ball", "box", "key", "door", "object", "objects")
+)
 
 
 def is_babyai(env_id: str) -> bool:
@@ -77,6 +83,40 @@ def import_minigrid(env_id: str):
     except ImportError:
         raise EnvError(f"{env_id} needs the optional package minigrid ({BABYAI_INSTALL})") from None
     return minigrid
+
+
+def mission_type(mission: str) -> str:
+    """A mission's template, its words less the objects' names: 'go to the red ball' ->
+    'go to', 'put the blue key next to a green box' -> 'put next to' (success is reported
+    per type)."""
+    return " ".join(w for w in re.findall("[a-z]+", mission.lower()) if w not in _OBJECT_WORDS)
+
+
+def mission_done(terminated: bool, reward: float) -> bool:
+    """Whether a step ended the mission with success: a BabyAI level terminates with reward
+    1 - 0.9 * steps / budget on success, and with 0 on a failure (e.g. a wrong object put
+    down in a strict level)."""
+    return bool(terminated and reward > 0)
+
+
+def unseen_mission_seeds(
+    env_id: str, start: int, count: int, seen: set[str], tries: int = 1000
+) -> list[int]:
+    """The first `count` reset seeds from `start` on (at most `tries` of them looked at)
+    whose mission is not in `seen`: held-out missions, the rooms drawn as any episode's."""
+    env = make_babyai(env_id, size=FRAME, max_episode_steps=None)
+    seeds = []
+    for seed in range(start, start + tries):
+        _, info = env.reset(seed=seed)
+        if info["mission"] not in seen:
+            seeds.append(seed)
+            if len(seeds) == count:
+                return seeds
+    raise EnvError(
+        f"{env_id}: only {len(seeds)} of the missions of seeds {start}..{start + tries - 1} are "
+        f"unseen in the training annotations, fewer than the {count} episodes asked for "
+        "(ask for fewer, or train on fewer annotations)"
+    )
 
 
 class BabyAIPixels(gym.Env):

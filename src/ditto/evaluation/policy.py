@@ -4,7 +4,8 @@ LatentAgent is the DITTO / D-BC / D-GAIL policy: each real frame is filtered
 through the world model's encoder and RSSM posterior (with the previous action
 as the pre-action, reset at every episode start), and the actor acts on the
 resulting feature (with z as its sample or its probabilities, as it was trained:
-actor_z). PixelAgent is pixel BC acting on (stacked) frames.
+actor_z). GoalAgent is a LatentAgent whose policy is goal-conditioned (lumos), each
+env's goal its mission sentence. PixelAgent is pixel BC acting on (stacked) frames.
 """
 
 from __future__ import annotations
@@ -63,6 +64,38 @@ class LatentAgent:
         action = dist.mode() if self.greedy else dist.sample()
         self.previous = action.float()
         return _to_env(action, self.model.spec.action)
+
+
+class GoalAgent:
+    """A LatentAgent whose actor is a goal-conditioned policy (ditto.agents.lumos.GoalPolicy):
+    env i acts toward the sentence `set_missions` last gave it, embedded by the policy's own
+    sentence encoder. The filter state runs on across a change of mission (a chain's next
+    one), as the episode does."""
+
+    def __init__(self, agent: LatentAgent):
+        self.agent, self.policy = agent, agent.actor
+        self.reset()
+
+    def reset(self) -> None:
+        """Forget the filter state, and the embeddings (a new snapshot's encoder differs)."""
+        self.agent.reset()
+        self.embedded: dict[str, torch.Tensor] = {}
+        self.goals: torch.Tensor | None = None
+
+    @torch.no_grad()
+    def set_missions(self, missions: list[str]) -> None:
+        """Each env's mission (N sentences), for the next act()."""
+        # Missions repeat for a whole episode: each is embedded once per snapshot.
+        new = [m for m in dict.fromkeys(missions) if m not in self.embedded]
+        if new:
+            self.embedded.update(zip(new, self.policy.goals.of_missions(new), strict=True))
+        self.goals = torch.stack([self.embedded[m] for m in missions])
+
+    def act(self, frames: np.ndarray, is_first: np.ndarray) -> np.ndarray:
+        if self.goals is None:
+            raise RuntimeError("GoalAgent.act before set_missions: the policy has no goal")
+        self.agent.actor = self.policy.toward(self.goals)
+        return self.agent.act(frames, is_first)
 
 
 class PixelAgent:

@@ -6,12 +6,20 @@ score is (agent - random) / (expert - random), with the random policy's return
 measured on the same env and the expert's taken from the expert dataset. Across
 runs (seeds), the IQM of normalised scores with a bootstrap confidence interval
 comes from the rliable library. Evaluation only reads the run directory.
+
+A goal-conditioned run (lumos, lumos-dbc) is scored on the same snapshots, each episode
+toward the env's own mission (BabyAI's sentence) given to the policy: its success rate,
+overall, per mission type and on missions seen or unseen in its training annotations, and
+with `chain` K, CALVIN's measure: up to K missions in a row in one room, the next given
+once one is done (the average number completed). Its normalised score is the success rate's,
+0 for random actions and 1 for every mission done. The other methods' path is unchanged.
 """
 
 from __future__ import annotations
 
 import os
 import warnings
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +34,7 @@ from ditto.config import AgentConfig
 from ditto.device import resolve_device
 from ditto.envs import check_sticky_actions, env_spec, make_vector_env
 from ditto.errors import DittoError
-from ditto.evaluation.policy import LatentAgent, PixelAgent, RandomAgent
+from ditto.evaluation.policy import GoalAgent, LatentAgent, PixelAgent, RandomAgent
 from ditto.runs import read_config
 from ditto.specs import EnvSpec
 
@@ -81,6 +89,8 @@ def agent_loader(saved: dict[str, Any], device: torch.device, greedy: bool):
         model = load_agent_world_model(saved["world_model"], saved, str(device)).model
         policy = method.algorithm.deployed_policy(config, spec, model.feature_dim).to(device)
         agent = LatentAgent(model, policy.eval(), greedy)
+        if getattr(method.algorithm, "goal_conditioned", False):
+            agent = GoalAgent(agent)
     else:
         policy = method.algorithm.deployed_policy(config, spec).to(device).eval()
         agent = PixelAgent(policy, spec.action, greedy)
@@ -127,6 +137,8 @@ def evaluate_run(
     device: str = "auto",
     seed: int = 1_000_000,
     progress: bool = True,
+    missions: str = "all",
+    chain: int = 1,
 ) -> dict[str, Any]:
     """Score a run under the protocol: its last `checkpoints` snapshots x `episodes` episodes each.
 
@@ -134,49 +146,72 @@ def evaluate_run(
     0.25 (Atari, Machado et al. 2018) or 0.1 (MinAtar's standard), so no memorised action
     sequence replays a recorded game. The normalised score still uses the expert's recorded
     (sticky-free) return.
+
+    Goal-conditioned runs only (`_score_missions`): missions "unseen" plays only episodes
+    whose mission no training annotation has; chain K gives up to K missions an episode.
     """
     run = Path(run)
     for flag, value in (
         ("--checkpoints", checkpoints),
         ("--episodes", episodes),
         ("--num-envs", num_envs),
+        ("--chain", chain),
     ):
         if value is not None and value < 1:
             raise DittoError(f"{flag} must be >= 1, got {value}")
+    if missions not in MISSION_SETS:
+        raise DittoError(f"--missions is one of {', '.join(MISSION_SETS)}, got {missions!r}")
     saved, config, spec = _scored_run(run, sticky_actions)
+    goals = goal_conditioned(config)
+    if not goals and (missions != "all" or chain != 1):
+        raise DittoError(
+            f"--missions and --chain score goal-conditioned runs (lumos, lumos-dbc); "
+            f"{config.algo} is given no goal"
+        )
     protocol = resolve_protocol(
         config,
         checkpoints=checkpoints,
         episodes=episodes,
         greedy=greedy,
         sticky_actions=sticky_actions,
+        missions=missions,
+        chain=chain,
     )
     episodes, greedy = protocol["episodes"], protocol["greedy"]
     num_envs = config.eval_envs if num_envs is None else num_envs
     snapshots = policy_snapshots(run)[-protocol["checkpoints"] :]
     load = agent_loader(saved, resolve_device(device), greedy)
     snapshots = tqdm(snapshots, desc=f"evaluate {run.name}", unit="ckpt", disable=not progress)
-    per_checkpoint, returns = _play_snapshots(
-        snapshots, load, spec, episodes, num_envs, seed, sticky_actions
-    )
-    expert, rand = (
-        saved["expert_return"],
-        random_return(spec.env_id, spec, episodes, num_envs, seed, sticky_actions),
-    )
-    return {
+    result = {
         "run": str(run),
         "algo": config.algo,
         "env_id": spec.env_id,
         "expert_episodes": config.expert_episodes,
         "seed": config.seed,
-        "return_mean": float(returns.mean()),
-        "return_stderr": standard_error(returns),
-        "normalized_score": normalized_score(float(returns.mean()), expert, rand),
-        "expert_return": expert,
-        "random_return": rand,
-        "episodes": len(returns),
-        "returns": returns.tolist(),
-        "checkpoints": per_checkpoint,
+    }
+    if goals:
+        plan = MissionPlan(spec, episodes, num_envs, seed, missions, chain)
+        result.update(_score_missions(saved, config, snapshots, load, plan))
+    else:
+        per_checkpoint, returns = _play_snapshots(
+            snapshots, load, spec, episodes, num_envs, seed, sticky_actions
+        )
+        expert, rand = (
+            saved["expert_return"],
+            random_return(spec.env_id, spec, episodes, num_envs, seed, sticky_actions),
+        )
+        result.update(
+            return_mean=float(returns.mean()),
+            return_stderr=standard_error(returns),
+            normalized_score=normalized_score(float(returns.mean()), expert, rand),
+            expert_return=expert,
+            random_return=rand,
+            episodes=len(returns),
+            returns=returns.tolist(),
+            checkpoints=per_checkpoint,
+        )
+    return {
+        **result,
         "greedy": greedy,
         "protocol": protocol,
         "num_envs": num_envs,  # with the seed, which episodes were played
@@ -208,6 +243,213 @@ def _play_snapshots(
     return per_checkpoint, np.asarray(all_returns)
 
 
+# ----- goal-conditioned runs: each episode toward the env's own mission -------------------------
+MISSION_SETS = ("all", "unseen")  # --missions: every episode, or those no annotation trained on
+
+
+def goal_conditioned(config: AgentConfig) -> bool:
+    """Whether the run's policy acts toward a goal that evaluation gives it (lumos)."""
+    return getattr(get_method(config.algo).algorithm, "goal_conditioned", False)
+
+
+@dataclass(frozen=True)
+class MissionPlan:
+    """What a goal-conditioned run's evaluation plays (evaluate_run's settings)."""
+
+    spec: EnvSpec
+    episodes: int  # per snapshot
+    num_envs: int
+    seed: int
+    missions: str = "all"  # MISSION_SETS
+    chain: int = 1  # missions an episode, at most (the next given once one is done)
+
+    def seeds(self, index: int, seen: set[str] | None) -> list[int]:
+        """Snapshot `index`'s episodes' reset seeds, from seed + 1000 index as the other
+        methods' are; "unseen": the first whose mission is not in `seen`."""
+        start = self.seed + 1000 * index
+        if self.missions == "all":
+            return list(range(start, start + self.episodes))
+        from ditto.envs.babyai import unseen_mission_seeds
+
+        assert seen is not None  # _score_missions refuses "unseen" without the training data
+        return unseen_mission_seeds(self.spec.env_id, start, self.episodes, seen)
+
+
+class _Slot:
+    """One env of run_missions, the episode it plays and the seeds it has left."""
+
+    def __init__(self, env_id: str, seeds: list[int]):
+        from ditto.envs import make_env
+
+        self.env_id, self.env, self.seeds = env_id, make_env(env_id), list(seeds)
+        self.episode: dict[str, Any] | None = None
+        self.mission = ""
+
+    def start(self) -> np.ndarray | None:
+        """The next episode's first frame, or None (and no episode) when none is left."""
+        self.episode = None
+        if not self.seeds:
+            return None
+        seed = self.seeds.pop(0)
+        frame, info = self.env.reset(seed=seed)
+        if "mission" not in info:
+            raise DittoError(
+                f"{self.env_id} gives no mission: a goal-conditioned run is "
+                "scored in an env that has them (BabyAI)"
+            )
+        self.mission = info["mission"]
+        self.episode = {"seed": seed, "return": 0.0, "missions": [[self.mission, False]]}
+        return frame
+
+    def next_mission(self) -> None:
+        """A chain's next mission on the room as it is: the play data's generator."""
+        self.mission = self.env.unwrapped.new_mission()
+        self.episode["missions"].append([self.mission, False])
+
+
+def run_missions(agent, env_id: str, seeds: list[int], num_envs: int, chain: int = 1) -> list:
+    """One episode per reset seed in `num_envs` envs stepped together, each toward its env's
+    mission (given to an agent that takes them: `set_missions`). When a mission is done and
+    fewer than `chain` were given, the next is drawn on the same room; the episode ends at a
+    mission failed or out of its step budget, or the chain's last done. Per episode, in the
+    seeds' order: {"seed", "return", "missions": [[sentence, done], ...]}."""
+    from ditto.envs.babyai import mission_done
+
+    count = max(1, min(num_envs, len(seeds)))
+    slots = [_Slot(env_id, seeds[i::count]) for i in range(count)]
+    played = []
+    try:
+        frames = [slot.start() for slot in slots]
+        is_first = np.ones(count, dtype=bool)
+        while any(slot.episode is not None for slot in slots):
+            if hasattr(agent, "set_missions"):  # an env done with its seeds keeps its last
+                agent.set_missions([slot.mission for slot in slots])
+            actions = agent.act(np.stack(frames), is_first)
+            is_first[:] = False
+            for i, slot in enumerate(slots):
+                if slot.episode is None:  # its frame stands still until the others finish
+                    continue
+                frames[i], reward, terminated, truncated, _ = slot.env.step(actions[i])
+                slot.episode["return"] += float(reward)
+                if not (terminated or truncated):
+                    continue
+                done = mission_done(terminated, reward)
+                slot.episode["missions"][-1][1] = done
+                if done and len(slot.episode["missions"]) < chain:
+                    slot.next_mission()
+                    continue
+                played.append(slot.episode)
+                frame = slot.start()
+                if frame is not None:
+                    frames[i], is_first[i] = frame, True
+    finally:
+        for slot in slots:
+            slot.env.close()
+    order = {seed: k for k, seed in enumerate(seeds)}
+    return sorted(played, key=lambda episode: order[episode["seed"]])
+
+
+def _rate(outcomes: list[bool]) -> dict[str, Any]:
+    return {
+        "success_rate": float(np.mean(outcomes)) if outcomes else None,
+        "missions": len(outcomes),
+    }
+
+
+def mission_scores(episodes: list[dict], chain: int, seen: set[str] | None) -> dict[str, Any]:
+    """The success over the missions given (a chain's failed last one included): overall,
+    per mission type, and on `seen` / unseen missions; the chains: the mean number of
+    missions done (0..chain) and the share of episodes that did at least 1, 2, .. chain."""
+    from ditto.envs.babyai import mission_type
+
+    given = [(mission, done) for e in episodes for mission, done in e["missions"]]
+    by_type: dict[str, list[bool]] = {}
+    for mission, done in given:
+        by_type.setdefault(mission_type(mission), []).append(done)
+    completed = np.array([sum(done for _, done in e["missions"]) for e in episodes])
+    scores = {
+        **_rate([done for _, done in given]),
+        "by_type": {kind: _rate(outcomes) for kind, outcomes in sorted(by_type.items())},
+    }
+    if seen is not None:
+        scores["seen"] = _rate([done for mission, done in given if mission in seen])
+        scores["unseen"] = _rate([done for mission, done in given if mission not in seen])
+    scores["chain"] = {
+        "length": chain,
+        "completed_mean": float(completed.mean()),
+        "reached": [float((completed >= k).mean()) for k in range(1, chain + 1)],
+    }
+    return scores
+
+
+def training_missions(saved: dict[str, Any], config: AgentConfig) -> set[str] | None:
+    """The sentences of the annotated segments the run trained on (its expert data's episodes
+    as split_expert_episodes gives them to training), or None where that data is gone."""
+    from ditto.agents.trainer import split_expert_episodes
+    from ditto.data import Dataset
+
+    path = saved.get("expert_data")
+    if path is None or not Path(path).is_dir():
+        return None
+    train, _, _ = split_expert_episodes(Dataset(path), config.expert_episodes, config.val_fraction)
+    return {s.mission for e in train for s in e.segments or () if s.mission is not None}
+
+
+def _score_missions(
+    saved: dict[str, Any], config: AgentConfig, snapshots, load, plan: MissionPlan
+) -> dict[str, Any]:
+    """A goal-conditioned run's scores (see the module's doc), the keys of the other methods'
+    first, with the success rate's normalised score, then the missions' own."""
+    seen = training_missions(saved, config)
+    if seen is None and plan.missions == "unseen":
+        raise DittoError(
+            f"--missions unseen needs the run's training data, {saved.get('expert_data')}, "
+            "which is not there: its annotations say which missions were seen"
+        )
+    per_checkpoint, played = [], []
+    for index, snapshot in enumerate(snapshots):
+        torch.manual_seed(plan.seed + index)  # the policy samples actions and latents
+        checkpoint = load_checkpoint(snapshot)
+        agent = load(checkpoint)
+        some = run_missions(
+            agent, plan.spec.env_id, plan.seeds(index, seen), plan.num_envs, plan.chain
+        )
+        per_checkpoint.append(
+            {
+                "step": int(checkpoint.meta["step"]),
+                "return_mean": float(np.mean([e["return"] for e in some])),
+                "success_rate": mission_scores(some, plan.chain, None)["success_rate"],
+            }
+        )
+        played += some
+    rand = RandomAgent(plan.spec.action, plan.seed)
+    random_played = run_missions(
+        rand, plan.spec.env_id, plan.seeds(0, seen), plan.num_envs, plan.chain
+    )
+    random_scores = mission_scores(random_played, plan.chain, None)
+    returns = np.array([e["return"] for e in played])
+    scores = mission_scores(played, plan.chain, seen)
+    sentences = {mission for e in played for mission, _ in e["missions"]}
+    return {
+        "return_mean": float(returns.mean()),
+        "return_stderr": standard_error(returns),
+        "normalized_score": normalized_score(
+            scores["success_rate"], 1.0, random_scores["success_rate"]
+        ),
+        "expert_return": saved["expert_return"],  # the play data's: not comparable
+        "random_return": float(np.mean([e["return"] for e in random_played])),
+        "episodes": len(returns),
+        "returns": returns.tolist(),
+        "checkpoints": per_checkpoint,
+        **scores,
+        "random_success_rate": random_scores["success_rate"],
+        "random_chain": random_scores["chain"],
+        "training_missions": None if seen is None else len(seen),
+        "unknown_words": sorted(agent.policy.goals.sentence.vocabulary.unknown(sentences)),
+        "played": played,
+    }
+
+
 def resolve_protocol(
     config: AgentConfig,
     *,
@@ -215,14 +457,21 @@ def resolve_protocol(
     episodes: int | None,
     greedy: bool | None,
     sticky_actions: bool = False,
+    missions: str = "all",
+    chain: int = 1,
 ) -> dict[str, Any]:
-    """The evaluation settings, the run's own config filling in what is not given."""
-    return {
+    """The evaluation settings, the run's own config filling in what is not given; a
+    goal-conditioned run's also say which missions and how many in a row (so that a grid
+    asking for the defaults finds its saved score)."""
+    protocol = {
         "checkpoints": config.keep_checkpoints if checkpoints is None else checkpoints,
         "episodes": config.eval_episodes if episodes is None else episodes,
         "greedy": config.greedy if greedy is None else greedy,
         "sticky_actions": sticky_actions,
     }
+    if goal_conditioned(config):
+        protocol.update(missions=missions, chain=chain)
+    return protocol
 
 
 def policy_snapshots(run: Path) -> list[Path]:
