@@ -89,7 +89,7 @@ def agent_loader(saved: dict[str, Any], device: torch.device, greedy: bool):
         model = load_agent_world_model(saved["world_model"], saved, str(device)).model
         policy = method.algorithm.deployed_policy(config, spec, model.feature_dim).to(device)
         agent = LatentAgent(model, policy.eval(), greedy)
-        if getattr(method.algorithm, "goal_conditioned", False):
+        if goal_conditioned(config):
             agent = GoalAgent(agent)
     else:
         policy = method.algorithm.deployed_policy(config, spec).to(device).eval()
@@ -193,28 +193,37 @@ def evaluate_run(
         plan = MissionPlan(spec, episodes, num_envs, seed, missions, chain)
         result.update(_score_missions(saved, config, snapshots, load, plan))
     else:
-        per_checkpoint, returns = _play_snapshots(
-            snapshots, load, spec, episodes, num_envs, seed, sticky_actions
-        )
-        expert, rand = (
-            saved["expert_return"],
-            random_return(spec.env_id, spec, episodes, num_envs, seed, sticky_actions),
-        )
         result.update(
-            return_mean=float(returns.mean()),
-            return_stderr=standard_error(returns),
-            normalized_score=normalized_score(float(returns.mean()), expert, rand),
-            expert_return=expert,
-            random_return=rand,
-            episodes=len(returns),
-            returns=returns.tolist(),
-            checkpoints=per_checkpoint,
+            _score_returns(saved, snapshots, load, spec, episodes, num_envs, seed, sticky_actions)
         )
     return {
         **result,
         "greedy": greedy,
         "protocol": protocol,
         "num_envs": num_envs,  # with the seed, which episodes were played
+    }
+
+
+def _score_returns(
+    saved, snapshots, load, spec: EnvSpec, episodes, num_envs, seed, sticky_actions
+) -> dict[str, Any]:
+    """The returns' scores of a run that is given no goal (every method but lumos)."""
+    per_checkpoint, returns = _play_snapshots(
+        snapshots, load, spec, episodes, num_envs, seed, sticky_actions
+    )
+    expert, rand = (
+        saved["expert_return"],
+        random_return(spec.env_id, spec, episodes, num_envs, seed, sticky_actions),
+    )
+    return {
+        "return_mean": float(returns.mean()),
+        "return_stderr": standard_error(returns),
+        "normalized_score": normalized_score(float(returns.mean()), expert, rand),
+        "expert_return": expert,
+        "random_return": rand,
+        "episodes": len(returns),
+        "returns": returns.tolist(),
+        "checkpoints": per_checkpoint,
     }
 
 
