@@ -22,6 +22,7 @@ read -r -a BASE <<< "${BASE:---lr 1e-4 --batch 128 --set layers=3 units=128 chec
 EVAL=(--checkpoints 10 --episodes 20 --num-envs 10 --sticky-actions --save)
 export OMP_NUM_THREADS=1
 source "$(dirname "$0")/timed.sh"
+quiet() { "$@" > /dev/null 2>&1; }  # the cell's own output; timed still prints its time
 
 cells=()
 while IFS='|' read -r name flags; do
@@ -33,10 +34,10 @@ while IFS='|' read -r name flags; do
     [ -f "$out/eval.json" ] && continue
     resume=()
     [ -f "$out/checkpoint.safetensors" ] && resume=(--resume)
-    timed "$DITTO" train --algo "$ALGO" --world-model "$RUN/wm" --expert-data "$RUN/data/expert" \
+    timed quiet "$DITTO" train --algo "$ALGO" --world-model "$RUN/wm" --expert-data "$RUN/data/expert" \
       --expert-episodes "$NE" --out "$out" --steps "$STEPS" --seed "$seed" --device cpu \
-      "${BASE[@]}" "${extra[@]}" "${resume[@]}" > /dev/null 2>&1
-    timed "$DITTO" evaluate "$out" "${EVAL[@]}" > /dev/null 2>&1
+      "${BASE[@]}" "${extra[@]}" "${resume[@]}"
+    timed quiet "$DITTO" evaluate "$out" "${EVAL[@]}"
   done
 done <<< "${VARIANTS:?set VARIANTS: one 'name|flags' line per variant}"
 
