@@ -49,15 +49,34 @@ def _doubling(kind: str, in_channels: int, out_channels: int) -> nn.Module:
     return nn.Sequential(nn.Conv2d(in_channels, 4 * out_channels, 3, padding=1), nn.PixelShuffle(2))
 
 
+def _decoder_layers(kind: str, channels: int, depth: int, size: int) -> list[nn.Module]:
+    """The Decoder's upsampling layers (see Decoder), from its start map to a size x size frame."""
+    if kind == "transpose":
+        kernels = (5, 5, 6, 6) if size == 64 else (5, 5, 8)
+        widths = (32 * depth, 4 * depth, 2 * depth, depth)[: len(kernels)] + (channels,)
+        return [
+            nn.ConvTranspose2d(i, o, k, stride=2)
+            for i, o, k in zip(widths, widths[1:], kernels, strict=False)
+        ]
+    if kind == "patch":
+        widths = (8 * depth, 4 * depth, 2 * depth)
+        layers = [_doubling("grid", i, o) for i, o in zip(widths, widths[1:], strict=False)]
+        shuffle = size // 16
+        patches = nn.Conv2d(2 * depth, channels * shuffle**2, 1)
+        return [*layers, nn.Sequential(patches, nn.PixelShuffle(shuffle))]
+    widths = (8 * depth, 4 * depth, 2 * depth, depth)[: 4 if size == 64 else 3] + (channels,)
+    return [_doubling(kind, i, o) for i, o in zip(widths, widths[1:], strict=False)]
+
+
 class Decoder(nn.Module):
-    """Features -> 64x64 frame mean. `kind` transpose: DreamerV2's linear to a 1x1 map, then 4
-    transposed convs (kernels 5, 5, 6, 6, stride 2). grid / subpixel: a linear to an 8*depth x 4x4
-    map, then layers that each double its side and halve its channels (_doubling). patch: grid's
-    layers up to a 2*depth x 16x16 map, then each cell's features -> its 4x4 patch of pixels (a
-    1x1 conv and pixel shuffle), so no convolution runs at 64x64 or with few channels. With `size` 32
-    the last doubling is left out (transpose: kernels 5, 5, 8) and the 32x32 mean is upsampled
-    (nearest): the Gaussian NLL against the 64x64 frame then trains it on the frame's 2x2 averages,
-    and the small-channel layers at 64x64, which cost most on a CPU, are not run."""
+    """Features -> 64x64 frame mean, ELU between layers. `kind` transpose: DreamerV2's linear to
+    a 1x1 map, then 4 transposed convs (kernels 5, 5, 6, 6, stride 2). grid / subpixel: a linear
+    to an 8*depth x 4x4 map, then layers that each double its side and halve its channels
+    (_doubling). patch: grid's layers up to a 2*depth x 16x16 map, then each cell's features ->
+    its 4x4 patch of pixels (a 1x1 conv and pixel shuffle), so no convolution runs at 64x64 or
+    with few channels, the layers a CPU runs slowest. With `size` 32 the last doubling is left
+    out (transpose: kernels 5, 5, 8) and the 32x32 mean is upsampled (nearest): the Gaussian NLL
+    against the 64x64 frame then trains it on the frame's 2x2 averages."""
 
     def __init__(
         self, feature_dim: int, channels: int, depth: int, kind: str = "transpose", size: int = 64
@@ -65,27 +84,12 @@ class Decoder(nn.Module):
         super().__init__()
         self.size = size
         self.start = (32 * depth, 1, 1) if kind == "transpose" else (8 * depth, 4, 4)
-        self.linear = nn.Linear(feature_dim, math.prod(self.start))  # first: the seed's draws
-        if kind == "transpose":
-            kernels = (5, 5, 6, 6) if size == 64 else (5, 5, 8)
-            widths = (32 * depth, 4 * depth, 2 * depth, depth)[: len(kernels)] + (channels,)
-            layers = [
-                nn.ConvTranspose2d(i, o, k, stride=2)
-                for i, o, k in zip(widths, widths[1:], kernels, strict=False)
-            ]
-        elif kind == "patch":
-            widths = (8 * depth, 4 * depth, 2 * depth)
-            layers = [_doubling("grid", i, o) for i, o in zip(widths, widths[1:], strict=False)]
-            shuffle = size // 16
-            patches = nn.Conv2d(2 * depth, channels * shuffle**2, 1)
-            layers.append(nn.Sequential(patches, nn.PixelShuffle(shuffle)))
-        else:
-            widths = (8 * depth, 4 * depth, 2 * depth, depth)[: 4 if size == 64 else 3]
-            widths += (channels,)
-            layers = [_doubling(kind, i, o) for i, o in zip(widths, widths[1:], strict=False)]
-        self.net = nn.Sequential(*[part for layer in layers for part in (layer, nn.ELU())][:-1]).to(
-            memory_format=torch.channels_last
-        )
+        # Made before the convs, in the order DreamerV2's decoder always made them, so that a
+        # seed gives the default decoder the same weights as before the options existed.
+        self.linear = nn.Linear(feature_dim, math.prod(self.start))
+        layers = _decoder_layers(kind, channels, depth, size)
+        with_elu = [part for layer in layers for part in (layer, nn.ELU())][:-1]
+        self.net = nn.Sequential(*with_elu).to(memory_format=torch.channels_last)
 
     def forward(self, features: torch.Tensor) -> torch.Tensor:
         """(..., feature_dim) -> (..., C, 64, 64) mean of the frame in frames_to_input's scale."""
