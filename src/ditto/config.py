@@ -201,7 +201,8 @@ WORLD_MODEL_PRESETS: dict[str, WorldModelConfig] = {
     ),
     # small's latent sizes with the CPU-cheap networks and half its frames per step: about 3x its
     # steps per second on a 2-core AVX2 CPU (1.5x per frame), so its 6000 steps take about two
-    # thirds of small's 3000's time, and it learns more per second (docs/notes/speed.md).
+    # thirds of small's 3000's time; faster to a moderate error, not yet shown to end as low
+    # (docs/notes/speed.md).
     "small-fast": WorldModelConfig(
         cnn_depth=8,
         encoder="patch",
