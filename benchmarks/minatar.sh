@@ -22,7 +22,7 @@ JOBS=${JOBS:-1}
 export OMP_NUM_THREADS=1
 if [ "${QUICK:-0}" = 1 ]; then
   EPISODES=(6 4 4) WM=(--preset debug --steps 20) STEPS=4 EVAL=(--checkpoints 2 --episodes 2 --num-envs 2)
-  AGENT=(--preset debug --set checkpoint_every=2) BC=(--preset debug --set checkpoint_every=2)
+  AGENT=(--preset debug --set checkpoint_every=2) BC=(--preset debug --set checkpoint_every=2) DBC=()
   DEFAULT_SEEDS="0" DEFAULT_NE="4"
 else
   # 66 expert episodes: N_E up to 60 plus held-out ones.
@@ -30,6 +30,8 @@ else
   STEPS=3000 EVAL=(--checkpoints 10 --episodes 20 --num-envs 10)
   AGENT=(--lr 1e-4 --batch 128 --set layers=3 units=128 checkpoint_every=100)
   BC=(--set batch=64 bc_cnn_depth=16 checkpoint_every=100)
+  # D-BC's own rate and size, tuned on Breakout seeds 0-1 (docs/notes/minatar.md, "D-BC's recipe").
+  DBC=(--lr 1e-3 --set layers=2 units=256)
   DEFAULT_SEEDS="0 1 2" DEFAULT_NE="4 15 60"
 fi
 read -r -a SEEDS <<< "${SEEDS:-$DEFAULT_SEEDS}"
@@ -52,6 +54,7 @@ cell() {
   local name=$1 ne=$2 seed=$3 run="$OUT/agents/$1-ne$2-seed$3" flags=()
   [ -f "$run/eval.json" ] && return
   if [ "$name" = bc ]; then flags=("${BC[@]}"); else flags=("${AGENT[@]}" --world-model "$OUT/wm"); fi
+  [ "$name" = dbc ] && flags+=("${DBC[@]}")
   [ -f "$run/checkpoint.safetensors" ] && flags+=(--resume)
   timed "$DITTO" train --algo "$name" --expert-data "$OUT/data/expert" --expert-episodes "$ne" --out "$run" \
     --steps "$STEPS" --seed "$seed" --device cpu "${flags[@]}" > /dev/null
@@ -59,12 +62,12 @@ cell() {
 }
 export -f cell timed
 export OUT DITTO STEPS
-export AGENT_ARGS="${AGENT[*]}" BC_ARGS="${BC[*]}" EVAL_ARGS="${EVAL[*]}"
+export AGENT_ARGS="${AGENT[*]}" BC_ARGS="${BC[*]}" DBC_ARGS="${DBC[*]}" EVAL_ARGS="${EVAL[*]}"
 
 for ne in "${NE[@]}"; do for name in "${NAMES[@]}"; do for seed in "${SEEDS[@]}"; do
   echo "$name $ne $seed"
 done; done; done |
-  xargs -P "$JOBS" -L 1 bash -c 'set -euo pipefail; AGENT=($AGENT_ARGS); BC=($BC_ARGS); EVAL=($EVAL_ARGS); cell "$0" "$1" "$2"'
+  xargs -P "$JOBS" -L 1 bash -c 'set -euo pipefail; AGENT=($AGENT_ARGS); BC=($BC_ARGS); DBC=($DBC_ARGS); EVAL=($EVAL_ARGS); cell "$0" "$1" "$2"'
 
 for ne in "${NE[@]}"; do for name in "${NAMES[@]}"; do
   echo "== $name N_E=$ne"
