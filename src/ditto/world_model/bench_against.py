@@ -266,27 +266,9 @@ def bench_against(
         "against_preset": against_preset or preset,
         "overrides": overrides or {},
     }
-    tmp = Path(tempfile.mkdtemp(prefix="ditto-bench-against-"))
-    sides = [Side("today", today, src)]
-    restore_sigterm = _terminate_as_interrupt()
-    try:
-        sides.append(Side("against", against, export_src(repo, against, tmp)))
-        today_side = {**settings, "overrides": overrides or {}}
-        against_side = {**settings, "preset": against_preset or preset}
-        for side, side_settings in zip(sides, (today_side, against_side), strict=True):
-            side.start(side_settings, tmp)  # both warm up at once, untimed
-        for side in sides:
-            side.wait_ready()
-        for i in range(rounds):
-            for side in sides if i % 2 == 0 else sides[::-1]:
-                side.run_round()
-            if on_round is not None:
-                on_round(i, sides[0].round_ms[-1], sides[1].round_ms[-1])
-    finally:
-        for side in sides:
-            side.stop()
-        shutil.rmtree(tmp, ignore_errors=True)
-        restore_sigterm()
+    today_side = {**settings, "overrides": overrides or {}}
+    against_side = {**settings, "preset": against_preset or preset}
+    sides = _alternate(repo, (today, today_side, src), (against, against_side), rounds, on_round)
     result["machine"]["load_after"] = _load()
     result["today"], result["against"] = sides[0].summary(), sides[1].summary()
     ratios = [b / a for a, b in zip(sides[0].round_ms, sides[1].round_ms, strict=True)]
@@ -301,6 +283,32 @@ def bench_against(
     frames = [r["batch"] * r["length"] for r in (result["today"], result["against"])]
     result["speedup_per_frame"] = result["speedup"]["median"] * frames[0] / frames[1]
     return result
+
+
+def _alternate(repo, today: tuple, against: tuple, rounds: int, on_round) -> list[Side]:
+    """Start both sides (today's checkout, rev's exported source), let them warm up at once,
+    untimed, then time `rounds` rounds, alternating which side goes first."""
+    tmp = Path(tempfile.mkdtemp(prefix="ditto-bench-against-"))
+    (today_commit, today_settings, src), (against_commit, against_settings) = today, against
+    sides = [Side("today", today_commit, src)]
+    restore_sigterm = _terminate_as_interrupt()
+    try:
+        sides.append(Side("against", against_commit, export_src(repo, against_commit, tmp)))
+        for side, side_settings in zip(sides, (today_settings, against_settings), strict=True):
+            side.start(side_settings, tmp)
+        for side in sides:
+            side.wait_ready()
+        for i in range(rounds):
+            for side in sides if i % 2 == 0 else sides[::-1]:
+                side.run_round()
+            if on_round is not None:
+                on_round(i, sides[0].round_ms[-1], sides[1].round_ms[-1])
+    finally:
+        for side in sides:
+            side.stop()
+        shutil.rmtree(tmp, ignore_errors=True)
+        restore_sigterm()
+    return sides
 
 
 def _presets(result: dict) -> str:
